@@ -1,1 +1,1 @@
-//! placeholder
+//! berth's durable state. (Being written: see the helper's brief in this session.)
