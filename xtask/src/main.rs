@@ -28,7 +28,10 @@ fn main() -> Result<()> {
 
 fn botocore_data() -> Result<PathBuf> {
     let out = std::process::Command::new("python3")
-        .args(["-c", "import botocore,os;print(os.path.dirname(botocore.__file__))"])
+        .args([
+            "-c",
+            "import botocore,os;print(os.path.dirname(botocore.__file__))",
+        ])
         .output()
         .context("running python3 to find botocore")?;
     if !out.status.success() {
@@ -39,7 +42,9 @@ fn botocore_data() -> Result<PathBuf> {
 
 fn codegen() -> Result<()> {
     let data = botocore_data()?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("crates/shapes");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("crates/shapes");
     for (module, folder) in SERVICES {
         let path = data.join(folder).join("service-2.json.gz");
         let file = std::fs::File::open(&path).with_context(|| format!("{}", path.display()))?;
@@ -50,7 +55,10 @@ fn codegen() -> Result<()> {
             root.join("models").join(format!("{module}.json")),
             serde_json::to_string(&trimmed)? + "\n",
         )?;
-        std::fs::write(root.join("src").join(format!("{module}.rs")), rust(module, &trimmed)?)?;
+        std::fs::write(
+            root.join("src").join(format!("{module}.rs")),
+            rust(module, &trimmed)?,
+        )?;
         eprintln!("generated {module} from {}", path.display());
     }
     Ok(())
@@ -58,10 +66,30 @@ fn codegen() -> Result<()> {
 
 /// Keys that carry meaning for the wire; everything else (documentation, examples) is dropped.
 const SHAPE_KEYS: &[&str] = &[
-    "type", "members", "required", "enum", "min", "max", "pattern", "member", "key", "value",
-    "exception", "fault", "error", "document", "timestampFormat", "union",
+    "type",
+    "members",
+    "required",
+    "enum",
+    "min",
+    "max",
+    "pattern",
+    "member",
+    "key",
+    "value",
+    "exception",
+    "fault",
+    "error",
+    "document",
+    "timestampFormat",
+    "union",
 ];
-const MEMBER_KEYS: &[&str] = &["shape", "location", "locationName", "jsonvalue", "idempotencyToken"];
+const MEMBER_KEYS: &[&str] = &[
+    "shape",
+    "location",
+    "locationName",
+    "jsonvalue",
+    "idempotencyToken",
+];
 
 fn pick(v: &Value, keys: &[&str]) -> Value {
     let mut out = Map::new();
@@ -80,8 +108,10 @@ fn trim(model: &Value) -> Value {
     for (name, shape) in model["shapes"].as_object().into_iter().flatten() {
         let mut s = pick(shape, SHAPE_KEYS);
         if let Some(members) = shape["members"].as_object() {
-            let m: Map<String, Value> =
-                members.iter().map(|(k, v)| (k.clone(), pick(v, MEMBER_KEYS))).collect();
+            let m: Map<String, Value> = members
+                .iter()
+                .map(|(k, v)| (k.clone(), pick(v, MEMBER_KEYS)))
+                .collect();
             s["members"] = Value::Object(m);
         }
         for key in ["member", "key", "value"] {
@@ -93,7 +123,10 @@ fn trim(model: &Value) -> Value {
     }
     let mut operations = Map::new();
     for (name, op) in model["operations"].as_object().into_iter().flatten() {
-        operations.insert(name.clone(), pick(op, &["name", "http", "input", "output", "errors"]));
+        operations.insert(
+            name.clone(),
+            pick(op, &["name", "http", "input", "output", "errors"]),
+        );
     }
     json!({
         "metadata": model["metadata"],
@@ -115,7 +148,8 @@ fn snake(name: &str) -> String {
     let chars: Vec<char> = name.chars().collect();
     for (i, c) in chars.iter().enumerate() {
         if c.is_uppercase() {
-            let prev_lower = i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
+            let prev_lower =
+                i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
             let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
             let prev_upper = i > 0 && chars[i - 1].is_uppercase();
             if i > 0 && (prev_lower || (prev_upper && next_lower)) {
@@ -126,12 +160,18 @@ fn snake(name: &str) -> String {
             out.push(*c);
         }
     }
-    if RUST_KEYWORDS.contains(&out.as_str()) { format!("r#{out}") } else { out }
+    if RUST_KEYWORDS.contains(&out.as_str()) {
+        format!("r#{out}")
+    } else {
+        out
+    }
 }
 
 /// The Rust type of a shape reference.
 fn rust_type(shapes: &Map<String, Value>, name: &str) -> Result<String> {
-    let shape = shapes.get(name).with_context(|| format!("unknown shape {name}"))?;
+    let shape = shapes
+        .get(name)
+        .with_context(|| format!("unknown shape {name}"))?;
     Ok(match shape["type"].as_str().unwrap_or_default() {
         "string" => "String".into(),
         "integer" => "i32".into(),
@@ -140,7 +180,13 @@ fn rust_type(shapes: &Map<String, Value>, name: &str) -> Result<String> {
         "double" | "float" => "f64".into(),
         "timestamp" => "crate::Timestamp".into(),
         "blob" => "crate::Blob".into(),
-        "list" => format!("Vec<{}>", rust_type(shapes, shape["member"]["shape"].as_str().unwrap_or_default())?),
+        "list" => format!(
+            "Vec<{}>",
+            rust_type(
+                shapes,
+                shape["member"]["shape"].as_str().unwrap_or_default()
+            )?
+        ),
         "map" => format!(
             "std::collections::BTreeMap<String, {}>",
             rust_type(shapes, shape["value"]["shape"].as_str().unwrap_or_default())?
@@ -152,7 +198,12 @@ fn rust_type(shapes: &Map<String, Value>, name: &str) -> Result<String> {
 }
 
 /// Structures that can reach themselves need a `Box` on the way round.
-fn reaches(shapes: &Map<String, Value>, from: &str, target: &str, seen: &mut BTreeSet<String>) -> bool {
+fn reaches(
+    shapes: &Map<String, Value>,
+    from: &str,
+    target: &str,
+    seen: &mut BTreeSet<String>,
+) -> bool {
     if !seen.insert(from.to_string()) {
         return false;
     }
@@ -168,14 +219,21 @@ fn reaches(shapes: &Map<String, Value>, from: &str, target: &str, seen: &mut BTr
             next.push(s);
         }
     }
-    next.into_iter().any(|n| n == target || reaches(shapes, n, target, seen))
+    next.into_iter()
+        .any(|n| n == target || reaches(shapes, n, target, seen))
 }
 
 fn rust(module: &str, model: &Value) -> Result<String> {
     let shapes = model["shapes"].as_object().context("no shapes")?;
     let mut out = String::new();
-    writeln!(out, "//! Wire shapes of the `{module}` service, generated by `cargo run -p xtask -- codegen`")?;
-    writeln!(out, "//! from botocore's model. Do not edit by hand: change the generator instead.")?;
+    writeln!(
+        out,
+        "//! Wire shapes of the `{module}` service, generated by `cargo run -p xtask -- codegen`"
+    )?;
+    writeln!(
+        out,
+        "//! from botocore's model. Do not edit by hand: change the generator instead."
+    )?;
     writeln!(out)?;
     writeln!(out, "#![allow(clippy::all)]")?;
     writeln!(out, "use serde::{{Deserialize, Serialize}};")?;
@@ -185,12 +243,17 @@ fn rust(module: &str, model: &Value) -> Result<String> {
             continue;
         }
         writeln!(out)?;
-        writeln!(out, "#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]")?;
+        writeln!(
+            out,
+            "#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]"
+        )?;
         writeln!(out, "pub struct {name} {{")?;
         for (member, spec) in shape["members"].as_object().into_iter().flatten() {
             let target = spec["shape"].as_str().unwrap_or_default();
             let mut ty = rust_type(shapes, target)?;
-            if shapes[target]["type"] == "structure" && reaches(shapes, target, name, &mut BTreeSet::new()) {
+            if shapes[target]["type"] == "structure"
+                && reaches(shapes, target, name, &mut BTreeSet::new())
+            {
                 ty = format!("Box<{ty}>");
             }
             writeln!(

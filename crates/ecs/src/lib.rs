@@ -1,1 +1,160 @@
-//! placeholder
+//! The ECS control API over awsJson 1.1 (`AmazonEC2ContainerServiceV20141113`). One file per
+//! action: parse the typed request, apply ECS's rules, read and write the store, answer with the
+//! wire shape.
+//!
+//! **API Boundary:** handlers see a validated, typed request and a [`RequestContext`]; they know
+//! nothing of HTTP or SigV4. Errors leave as [`AwsError`] with ECS's codes.
+
+mod common;
+mod records;
+
+mod account_settings;
+mod attributes;
+mod capacity_providers;
+mod clusters;
+mod tags;
+mod task_definitions;
+
+use berth_aws::model::ServiceModel;
+use berth_aws::token::TokenCodec;
+use berth_aws::{AwsError, JsonService, RequestContext, json};
+use berth_store::AnyStore;
+use serde_json::Value;
+use std::sync::Arc;
+
+pub use records::kinds;
+
+/// Operations berth does not serve yet, one per line as `Name: reason`. The operation ledger
+/// test checks that every operation of the model is either implemented or listed here.
+pub const UNSUPPORTED: &str = include_str!("../unsupported-operations.txt");
+
+/// Milliseconds since the Unix epoch. Injected so tests can fix time.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    })
+}
+
+/// The ECS API family.
+#[derive(Clone)]
+pub struct Ecs {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: AnyStore,
+    model: ServiceModel,
+    tokens: TokenCodec,
+    clock: Clock,
+}
+
+impl Ecs {
+    /// `token_key` signs pagination tokens; it must be stable across restarts so tokens stay
+    /// valid.
+    pub fn new(store: AnyStore, token_key: [u8; 32], clock: Clock) -> Self {
+        let model = ServiceModel::parse(berth_shapes::models::ECS)
+            .expect("the ECS model compiled into berth parses");
+        Ecs {
+            inner: Arc::new(Inner {
+                store,
+                model,
+                tokens: TokenCodec::new(token_key),
+                clock,
+            }),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &AnyStore {
+        &self.inner.store
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        (self.inner.clock)()
+    }
+
+    pub(crate) fn tokens(&self) -> &TokenCodec {
+        &self.inner.tokens
+    }
+}
+
+/// Declares the implemented operations once, for both dispatch and [`JsonService::implements`].
+macro_rules! operations {
+    ($($name:literal => $module:ident :: $func:ident),* $(,)?) => {
+        const IMPLEMENTED: &[&str] = &[$($name),*];
+
+        impl Ecs {
+            async fn dispatch(&self, ctx: &RequestContext, op: &str, input: Value) -> Result<Vec<u8>, AwsError> {
+                match op {
+                    $($name => json::output(&$module::$func(self, ctx, json::input(input)?).await?),)*
+                    _ => Err(AwsError::client(
+                        "UnsupportedOperationException",
+                        format!("berth does not support the ECS operation {op} yet."),
+                    )),
+                }
+            }
+        }
+    };
+}
+
+operations! {
+    "CreateCluster" => clusters::create_cluster,
+    "DescribeClusters" => clusters::describe_clusters,
+    "ListClusters" => clusters::list_clusters,
+    "UpdateCluster" => clusters::update_cluster,
+    "UpdateClusterSettings" => clusters::update_cluster_settings,
+    "DeleteCluster" => clusters::delete_cluster,
+    "PutClusterCapacityProviders" => clusters::put_cluster_capacity_providers,
+    "CreateCapacityProvider" => capacity_providers::create_capacity_provider,
+    "DescribeCapacityProviders" => capacity_providers::describe_capacity_providers,
+    "UpdateCapacityProvider" => capacity_providers::update_capacity_provider,
+    "DeleteCapacityProvider" => capacity_providers::delete_capacity_provider,
+    "RegisterTaskDefinition" => task_definitions::register_task_definition,
+    "DescribeTaskDefinition" => task_definitions::describe_task_definition,
+    "ListTaskDefinitions" => task_definitions::list_task_definitions,
+    "ListTaskDefinitionFamilies" => task_definitions::list_task_definition_families,
+    "DeregisterTaskDefinition" => task_definitions::deregister_task_definition,
+    "DeleteTaskDefinitions" => task_definitions::delete_task_definitions,
+    "TagResource" => tags::tag_resource,
+    "UntagResource" => tags::untag_resource,
+    "ListTagsForResource" => tags::list_tags_for_resource,
+    "PutAccountSetting" => account_settings::put_account_setting,
+    "PutAccountSettingDefault" => account_settings::put_account_setting_default,
+    "DeleteAccountSetting" => account_settings::delete_account_setting,
+    "ListAccountSettings" => account_settings::list_account_settings,
+    "PutAttributes" => attributes::put_attributes,
+    "DeleteAttributes" => attributes::delete_attributes,
+    "ListAttributes" => attributes::list_attributes,
+}
+
+impl JsonService for Ecs {
+    fn model(&self) -> &ServiceModel {
+        &self.inner.model
+    }
+
+    fn validation_error_code(&self) -> &'static str {
+        "InvalidParameterException"
+    }
+
+    fn implements(&self, operation: &str) -> bool {
+        IMPLEMENTED.contains(&operation)
+    }
+
+    async fn call(
+        &self,
+        ctx: RequestContext,
+        operation: &str,
+        input: Value,
+    ) -> Result<Vec<u8>, AwsError> {
+        self.dispatch(&ctx, operation, input).await
+    }
+}
+
+/// Every operation berth implements, for the ledger and the conformance suite.
+pub fn implemented_operations() -> &'static [&'static str] {
+    IMPLEMENTED
+}

@@ -1,0 +1,203 @@
+//! What several ECS actions share: resolving identifiers given as name or ARN, ARNs in ECS's
+//! long format, pagination, tag rules and ECS's error codes.
+
+use crate::Ecs;
+use crate::records::{ClusterRecord, kinds};
+use berth_aws::{AwsError, RequestContext};
+use berth_model::Arn;
+use berth_shapes::ecs as wire;
+use berth_store::{Record, Store, StoreError};
+use serde::de::DeserializeOwned;
+
+pub const DEFAULT_CLUSTER: &str = "default";
+
+pub fn invalid(message: impl Into<String>) -> AwsError {
+    AwsError::client("InvalidParameterException", message)
+}
+
+pub fn client(message: impl Into<String>) -> AwsError {
+    AwsError::client("ClientException", message)
+}
+
+pub fn cluster_not_found() -> AwsError {
+    AwsError::client("ClusterNotFoundException", "Cluster not found.")
+}
+
+pub fn store_error(e: StoreError) -> AwsError {
+    AwsError::internal(e)
+}
+
+pub fn arn(ctx: &RequestContext, resource: impl Into<String>) -> String {
+    Arn::new("ecs", &ctx.region, &ctx.account_id, resource).to_string()
+}
+
+/// The resource part of an ECS ARN of type `kind` that belongs to this account and region, or
+/// the identifier itself when it is not an ARN. `None` for an ARN of another type or place.
+pub fn resource_name<'a>(ctx: &RequestContext, ident: &'a str, kind: &str) -> Option<&'a str> {
+    if !ident.starts_with("arn:") {
+        return Some(ident);
+    }
+    let arn = Arn::parse(ident).ok()?;
+    if arn.service != "ecs" || arn.region != ctx.region || arn.account != ctx.account_id {
+        return None;
+    }
+    let rest = ident.rsplit_once(':').map(|(_, r)| r)?;
+    let (k, name) = rest.split_once('/')?;
+    (k == kind).then_some(name)?;
+    // Borrow from the original string so callers keep `'a`.
+    let start = ident.len() - name.len();
+    Some(&ident[start..])
+}
+
+/// The cluster a request names (or `default`), which must exist and be ACTIVE.
+pub async fn active_cluster(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    ident: Option<&str>,
+) -> Result<(ClusterRecord, u64), AwsError> {
+    let ident = ident.unwrap_or(DEFAULT_CLUSTER);
+    let name = resource_name(ctx, ident, "cluster").ok_or_else(cluster_not_found)?;
+    match get::<ClusterRecord>(ecs, ctx, kinds::CLUSTER, name).await? {
+        Some((c, v)) if c.status == "ACTIVE" => Ok((c, v)),
+        _ => Err(cluster_not_found()),
+    }
+}
+
+pub async fn get<T: DeserializeOwned>(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    kind: &str,
+    key: &str,
+) -> Result<Option<(T, u64)>, AwsError> {
+    berth_store::get_as(ecs.store(), kind, &ctx.partition(), key)
+        .await
+        .map_err(store_error)
+}
+
+/// Every record of `kind` in the caller's partition whose key starts with `prefix`, decoded.
+pub async fn all<T: DeserializeOwned>(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    kind: &str,
+    prefix: &str,
+) -> Result<Vec<(String, T)>, AwsError> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    let partition = ctx.partition();
+    loop {
+        let page: Vec<Record> = ecs
+            .store()
+            .list(kind, &partition, prefix, after.as_deref(), 1000)
+            .await
+            .map_err(store_error)?;
+        let done = page.len() < 1000;
+        for r in page {
+            after = Some(r.key.clone());
+            let v = serde_json::from_value(r.value).map_err(AwsError::internal)?;
+            out.push((r.key, v));
+        }
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// One page of `items` (already in list order, each with its position key), as ECS pages:
+/// `maxResults` between 1 and `max_page` (default `max_page`), and a `nextToken` while more remain.
+pub fn page<T>(
+    ecs: &Ecs,
+    binding: &str,
+    items: Vec<(String, T)>,
+    max_results: Option<i32>,
+    next_token: Option<&str>,
+    max_page: i32,
+) -> Result<(Vec<T>, Option<String>), AwsError> {
+    let limit = match max_results {
+        None => max_page,
+        Some(n) if (1..=max_page).contains(&n) => n,
+        Some(_) => {
+            return Err(invalid(format!(
+                "maxResults must be between 1 and {max_page}."
+            )));
+        }
+    } as usize;
+    let start = match next_token {
+        None => 0,
+        Some(t) => {
+            let after = ecs
+                .tokens()
+                .decode(binding, t)
+                .ok_or_else(|| invalid("Invalid nextToken."))?;
+            items.partition_point(|(k, _)| k.as_str() <= after.as_str())
+        }
+    };
+    let rest: Vec<(String, T)> = items.into_iter().skip(start).collect();
+    let more = rest.len() > limit;
+    let mut out = Vec::with_capacity(limit.min(rest.len()));
+    let mut last = None;
+    for (k, v) in rest.into_iter().take(limit) {
+        last = Some(k);
+        out.push(v);
+    }
+    let token = match (more, last) {
+        (true, Some(k)) => Some(ecs.tokens().encode(binding, &k)),
+        _ => None,
+    };
+    Ok((out, token))
+}
+
+/// The binding that ties a pagination token to one list in one partition.
+pub fn binding(ctx: &RequestContext, list: &str) -> String {
+    format!("ecs.{list}/{}", ctx.partition())
+}
+
+/// ECS's tag rules beyond the model's lengths: at most 50, no `aws:` prefix, no duplicate keys.
+pub fn check_tags(tags: &[wire::Tag]) -> Result<(), AwsError> {
+    if tags.len() > berth_model::ecs::MAX_TAGS {
+        return Err(invalid("The resource can have at most 50 tags."));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for t in tags {
+        let key = t.key.as_deref().unwrap_or_default();
+        if key.is_empty() {
+            return Err(invalid("Tag keys must not be empty."));
+        }
+        if berth_model::ecs::reserved_tag_key(key) {
+            return Err(invalid(
+                "Tag keys beginning with 'aws:' are reserved for AWS use.",
+            ));
+        }
+        if !seen.insert(key) {
+            return Err(invalid(format!("Duplicate tag key '{key}'.")));
+        }
+    }
+    Ok(())
+}
+
+/// Applies `new` over `existing`: same key replaces the value, new keys are added.
+pub fn merge_tags(existing: &mut Vec<wire::Tag>, new: Vec<wire::Tag>) {
+    for t in new {
+        match existing.iter_mut().find(|e| e.key == t.key) {
+            Some(e) => e.value = t.value,
+            None => existing.push(t),
+        }
+    }
+}
+
+pub fn failure(arn: impl Into<String>, reason: &str) -> wire::Failure {
+    wire::Failure {
+        arn: Some(arn.into()),
+        reason: Some(reason.into()),
+        detail: None,
+    }
+}
+
+/// Runs a read-modify-write until it commits without conflict (see
+/// [`berth_store::retry_on_conflict`]); `f` returns the ops to commit and the answer.
+pub async fn transact<R, F, Fut>(ecs: &Ecs, f: F) -> Result<R, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<berth_store::Op>, R), AwsError>>,
+{
+    berth_store::retry_on_conflict(ecs.store(), f).await
+}

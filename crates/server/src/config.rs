@@ -1,0 +1,49 @@
+//! berth's settings, as the CLI, `BERTH_*` variables and the config file give them.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Every request must carry a valid SigV4 signature of a known key.
+    Sigv4,
+    /// Any well-formed signature (or none) is accepted, as the configured account: for local CI.
+    Open,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything on one machine (the local agent joins with the agent issue).
+    Up,
+    /// The control plane only.
+    Server,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub role: Role,
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub auth: AuthMode,
+    pub account_id: String,
+    pub region: String,
+    pub allow_reset: bool,
+    /// Where the `berth` AWS CLI profile goes; `None` means the AWS CLI's own defaults
+    /// (`AWS_SHARED_CREDENTIALS_FILE`, `AWS_CONFIG_FILE`, then `~/.aws`).
+    pub aws_config_dir: Option<PathBuf>,
+}
+
+impl Config {
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:4566";
+    pub const DEFAULT_ACCOUNT: &'static str = "000000000000";
+    pub const DEFAULT_REGION: &'static str = "us-east-1";
+
+    /// The default data directory: the user's data dir, as the platform names it.
+    pub fn default_data_dir() -> PathBuf {
+        dirs::data_dir()
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("berth")
+    }
+}

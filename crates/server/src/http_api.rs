@@ -1,0 +1,225 @@
+//! The HTTP endpoint: berth's own routes (`/_berth/health`, `/_berth/reset`) and the AWS
+//! protocols on `POST /`. Each AWS request goes: read the body (bounded) → verify SigV4 → pick
+//! the service by `X-Amz-Target` → validate against the model → call the service → encode.
+
+use crate::identity::Identity;
+use crate::{AuthMode, Config};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State as AxState};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use berth_aws::sigv4::{self, Mode, Secret, SecretSource, Verifier};
+use berth_aws::validate::Patterns;
+use berth_aws::{AwsError, JsonService, RequestContext, json};
+use berth_ecs::Ecs;
+use berth_store::{AnyStore, Store};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// The X-Amz-Target prefix of each awsJson service berth serves.
+const ECS_TARGET: &str = "AmazonEC2ContainerServiceV20141113";
+
+pub struct State {
+    verifier: Verifier,
+    auth: AuthMode,
+    account_id: String,
+    default_region: String,
+    allow_reset: bool,
+    store: AnyStore,
+    patterns: Patterns,
+    ecs: Ecs,
+}
+
+/// The keys SigV4 verification accepts: the root key for now; IAM users come later.
+struct Keys {
+    access_key_id: String,
+    secret: Secret,
+}
+
+impl SecretSource for Keys {
+    fn secret(&self, access_key_id: &str) -> Option<Secret> {
+        (access_key_id == self.access_key_id).then(|| self.secret.clone())
+    }
+}
+
+impl State {
+    pub fn new(config: &Config, identity: &Identity, store: AnyStore, ecs: Ecs) -> Self {
+        let keys = Keys {
+            access_key_id: identity.root.access_key_id.clone(),
+            secret: Secret {
+                secret_access_key: identity.root.secret_access_key.clone(),
+                account_id: identity.root.account_id.clone(),
+            },
+        };
+        let mode = match config.auth {
+            AuthMode::Sigv4 => Mode::Verify,
+            AuthMode::Open => Mode::Open,
+        };
+        State {
+            verifier: Verifier::new(mode, Arc::new(keys)),
+            auth: config.auth,
+            account_id: config.account_id.clone(),
+            default_region: config.region.clone(),
+            allow_reset: config.allow_reset,
+            store,
+            patterns: Patterns::default(),
+            ecs,
+        }
+    }
+}
+
+pub fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/_berth/health", get(health))
+        .route("/_berth/reset", post(reset))
+        .route("/", post(aws))
+        .with_state(state)
+}
+
+async fn health() -> Response {
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        r#"{"status":"ready","services":["ecs"]}"#,
+    )
+        .into_response()
+}
+
+async fn reset(AxState(state): AxState<Arc<State>>) -> Response {
+    // Without --allow-reset the route does not exist, as far as a client can tell.
+    if !state.allow_reset {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match state.store.reset().await {
+        Ok(()) => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            r#"{"reset":true}"#,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!("reset failed: {e}");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+async fn aws(AxState(state): AxState<Arc<State>>, req: Request) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let target = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let span = tracing::info_span!("aws", request_id = %request_id, target = %target);
+    let (result, version) = handle(&state, req, &request_id, &target)
+        .instrument(span)
+        .await;
+    let content_type = json::content_type(version);
+    let mut response = match result {
+        Ok(body) => (StatusCode::OK, body).into_response(),
+        Err(err) => {
+            if err.status.is_server_error() {
+                tracing::warn!(code = %err.code, "request failed");
+            }
+            let mut r = (err.status, json::error_body(&err)).into_response();
+            if let Ok(v) = HeaderValue::from_str(&err.code) {
+                r.headers_mut().insert("x-amzn-errortype", v);
+            }
+            r
+        }
+    };
+    let headers: &mut HeaderMap = response.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-amzn-requestid", v);
+    }
+    response
+}
+
+/// Runs one AWS request; also returns the awsJson version to answer in.
+async fn handle(
+    state: &State,
+    req: Request,
+    request_id: &str,
+    target: &str,
+) -> (Result<Vec<u8>, AwsError>, &'static str) {
+    let (parts, body) = req.into_parts();
+    let bytes: Bytes = match http_body_util::Limited::new(body, json::MAX_BODY)
+        .collect()
+        .await
+    {
+        Ok(c) => c.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return (Err(json::too_large()), "1.1");
+        }
+        Err(_) => {
+            return (
+                Err(AwsError::serialization(
+                    "The request body could not be read.",
+                )),
+                "1.1",
+            );
+        }
+    };
+    let principal = match state
+        .verifier
+        .verify(&parts, &bytes, std::time::SystemTime::now())
+    {
+        Ok(p) => p,
+        Err(e) => return (Err(e.into_aws()), "1.1"),
+    };
+    if principal.is_none() && state.auth == AuthMode::Sigv4 {
+        return (Err(sigv4::AuthError::missing().into_aws()), "1.1");
+    }
+    let ctx = RequestContext {
+        account_id: principal
+            .as_ref()
+            .and_then(|p| p.account_id.clone())
+            .unwrap_or_else(|| state.account_id.clone()),
+        region: principal
+            .as_ref()
+            .map(|p| p.region.clone())
+            .unwrap_or_else(|| state.default_region.clone()),
+        request_id: request_id.to_string(),
+        access_key_id: principal.map(|p| p.access_key_id),
+    };
+    let Some((prefix, operation)) = json::parse_target(target) else {
+        return (Err(AwsError::unknown_operation(target)), "1.1");
+    };
+    match prefix {
+        ECS_TARGET => (
+            serve(&state.ecs, &state.patterns, ctx, operation, &bytes).await,
+            "1.1",
+        ),
+        _ => (Err(AwsError::unknown_operation(target)), "1.1"),
+    }
+}
+
+async fn serve<S: JsonService>(
+    service: &S,
+    patterns: &Patterns,
+    ctx: RequestContext,
+    operation: &str,
+    body: &[u8],
+) -> Result<Vec<u8>, AwsError> {
+    if !service.model().operations.contains_key(operation) {
+        return Err(AwsError::unknown_operation(operation));
+    }
+    let input = json::decode(
+        service.model(),
+        patterns,
+        service.validation_error_code(),
+        operation,
+        body,
+    )?;
+    tracing::debug!(operation, "dispatch");
+    service.call(ctx, operation, input).await
+}
