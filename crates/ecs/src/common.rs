@@ -41,7 +41,9 @@ pub fn resource_name<'a>(ctx: &RequestContext, ident: &'a str, kind: &str) -> Op
     if arn.service != "ecs" || arn.region != ctx.region || arn.account != ctx.account_id {
         return None;
     }
-    let rest = ident.rsplit_once(':').map(|(_, r)| r)?;
+    // The resource is everything after the fifth colon: a task definition's own `:revision`
+    // belongs to it.
+    let rest = ident.splitn(6, ':').nth(5)?;
     let (k, name) = rest.split_once('/')?;
     (k == kind).then_some(name)?;
     // Borrow from the original string so callers keep `'a`.

@@ -112,7 +112,7 @@ fn check(req: &wire::RegisterTaskDefinitionRequest) -> Result<(), AwsError> {
         None => None,
     };
     if fargate {
-        if req.network_mode.as_deref().is_some_and(|m| m != "awsvpc") {
+        if req.network_mode.as_deref() != Some("awsvpc") {
             return Err(client("Fargate only supports network mode 'awsvpc'."));
         }
         let (Some(cpu), Some(memory)) = (task_cpu, task_memory) else {
@@ -337,6 +337,10 @@ pub async fn register_task_definition(
         .placement_constraints
         .get_or_insert_with(Vec::new);
     definition.volumes.get_or_insert_with(Vec::new);
+    let network_mode = definition.network_mode.clone().unwrap_or_else(|| "bridge".into());
+    for c in definition.container_definitions.iter_mut().flatten() {
+        fill_container_defaults(c, &network_mode);
+    }
     let partition = ctx.partition();
     let record = common::transact(ecs, || async {
         let current = common::get::<FamilyRecord>(ecs, ctx, kinds::FAMILY, &family).await?;
@@ -385,6 +389,31 @@ pub async fn register_task_definition(
         task_definition: Some(record.definition),
         tags: Some(record.tags),
     })
+}
+
+/// The values ECS fills into a container definition it stores, so a describe shows them.
+fn fill_container_defaults(c: &mut wire::ContainerDefinition, network_mode: &str) {
+    c.cpu.get_or_insert(0);
+    c.essential.get_or_insert(true);
+    c.environment.get_or_insert_with(Vec::new);
+    c.mount_points.get_or_insert_with(Vec::new);
+    c.volumes_from.get_or_insert_with(Vec::new);
+    c.system_controls.get_or_insert_with(Vec::new);
+    let ports = c.port_mappings.get_or_insert_with(Vec::new);
+    for p in ports.iter_mut() {
+        p.protocol.get_or_insert_with(|| "tcp".into());
+        // With awsvpc and host networking the host port is the container port.
+        if matches!(network_mode, "awsvpc" | "host")
+            && let Some(cp) = p.container_port
+        {
+            p.host_port.get_or_insert(cp);
+        }
+    }
+    if let Some(h) = c.health_check.as_mut() {
+        h.interval.get_or_insert(30);
+        h.timeout.get_or_insert(5);
+        h.retries.get_or_insert(3);
+    }
 }
 
 fn to_value<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, AwsError> {
