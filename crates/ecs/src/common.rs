@@ -41,14 +41,12 @@ pub fn resource_name<'a>(ctx: &RequestContext, ident: &'a str, kind: &str) -> Op
     if arn.service != "ecs" || arn.region != ctx.region || arn.account != ctx.account_id {
         return None;
     }
-    // The resource is everything after the fifth colon: a task definition's own `:revision`
-    // belongs to it.
-    let rest = ident.splitn(6, ':').nth(5)?;
-    let (k, name) = rest.split_once('/')?;
-    (k == kind).then_some(name)?;
-    // Borrow from the original string so callers keep `'a`.
-    let start = ident.len() - name.len();
-    Some(&ident[start..])
+    let (k, name) = arn.resource.split_once('/')?;
+    if k != kind || name.is_empty() {
+        return None;
+    }
+    // The name ends the identifier; slice it from there so callers keep the borrow of `ident`.
+    ident.get(ident.len() - name.len()..)
 }
 
 /// The cluster a request names (or `default`), which must exist and be ACTIVE.
@@ -202,4 +200,68 @@ where
     Fut: std::future::Future<Output = Result<(Vec<berth_store::Op>, R), AwsError>>,
 {
     berth_store::retry_on_conflict(ecs.store(), f).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> RequestContext {
+        RequestContext {
+            account_id: "000000000000".into(),
+            region: "us-east-1".into(),
+            request_id: "r".into(),
+            access_key_id: None,
+        }
+    }
+
+    #[test]
+    fn resource_names() {
+        let c = ctx();
+        assert_eq!(resource_name(&c, "web", "cluster"), Some("web"));
+        assert_eq!(
+            resource_name(
+                &c,
+                "arn:aws:ecs:us-east-1:000000000000:cluster/web",
+                "cluster"
+            ),
+            Some("web")
+        );
+        assert_eq!(
+            resource_name(
+                &c,
+                "arn:aws:ecs:us-east-1:000000000000:task-definition/web:3",
+                "task-definition"
+            ),
+            Some("web:3")
+        );
+        assert_eq!(
+            resource_name(
+                &c,
+                "arn:aws:ecs:us-east-1:000000000000:cluster/web",
+                "task-definition"
+            ),
+            None
+        );
+        assert_eq!(
+            resource_name(
+                &c,
+                "arn:aws:ecs:eu-west-1:000000000000:cluster/web",
+                "cluster"
+            ),
+            None
+        );
+        assert_eq!(
+            resource_name(
+                &c,
+                "arn:aws:ecs:us-east-1:111111111111:cluster/web",
+                "cluster"
+            ),
+            None
+        );
+        assert_eq!(
+            resource_name(&c, "arn:aws:ecs:us-east-1:000000000000:cluster/", "cluster"),
+            None
+        );
+    }
 }

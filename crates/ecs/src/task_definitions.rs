@@ -337,7 +337,10 @@ pub async fn register_task_definition(
         .placement_constraints
         .get_or_insert_with(Vec::new);
     definition.volumes.get_or_insert_with(Vec::new);
-    let network_mode = definition.network_mode.clone().unwrap_or_else(|| "bridge".into());
+    let network_mode = definition
+        .network_mode
+        .clone()
+        .unwrap_or_else(|| "bridge".into());
     for c in definition.container_definitions.iter_mut().flatten() {
         fill_container_defaults(c, &network_mode);
     }

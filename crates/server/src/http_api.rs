@@ -71,12 +71,42 @@ impl State {
     }
 }
 
+/// The route table and the layers around it, outermost last:
+/// - `request_id` stamps `x-amzn-RequestId` on every response that lacks one (the AWS handler
+///   sets its own, so it can log it);
+/// - `CatchPanicLayer` turns a handler bug into a 500 `ServerException` instead of a dropped
+///   connection, and sits inside `request_id` so that answer carries an id too.
 pub fn router(state: Arc<State>) -> Router {
     Router::new()
         .route("/_berth/health", get(health))
         .route("/_berth/reset", post(reset))
         .route("/", post(aws))
         .with_state(state)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .layer(axum::middleware::map_response(request_id))
+}
+
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let err = AwsError::internal("a request handler panicked");
+    let mut r = (err.status, json::error_body(&err)).into_response();
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static(json::content_type("1.1")),
+    );
+    r.headers_mut().insert(
+        "x-amzn-errortype",
+        HeaderValue::from_static("ServerException"),
+    );
+    r
+}
+
+async fn request_id(mut response: Response) -> Response {
+    if !response.headers().contains_key("x-amzn-requestid")
+        && let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+    {
+        response.headers_mut().insert("x-amzn-requestid", v);
+    }
+    response
 }
 
 async fn health() -> Response {
