@@ -33,11 +33,8 @@ fn locate(ctx: &RequestContext, resource_arn: &str) -> Result<Located, AwsError>
             "The ARN {resource_arn} is not an Amazon ECS resource ARN."
         )));
     }
-    if arn.region != ctx.region || arn.account != ctx.account_id {
-        return Err(not_found());
-    }
     let (kind, rest) = arn.resource_parts();
-    match kind {
+    let located = match kind {
         "cluster" => Ok(Located {
             kind: kinds::CLUSTER,
             key: rest.to_string(),
@@ -67,7 +64,13 @@ fn locate(ctx: &RequestContext, resource_arn: &str) -> Result<Located, AwsError>
         _ => Err(invalid(format!(
             "Resources of type '{kind}' cannot be tagged in berth yet."
         ))),
+    }?;
+    // A resource of another region or account is not found here, with the same error as a
+    // missing one of this partition (ClusterNotFoundException for a cluster).
+    if arn.region != ctx.region || arn.account != ctx.account_id {
+        return Err((located.not_found)());
     }
+    Ok(located)
 }
 
 fn tags_of(value: &Value, at: &str) -> Result<Vec<wire::Tag>, AwsError> {
@@ -173,14 +176,25 @@ pub async fn list_tags_for_resource(
     ctx: &RequestContext,
     req: wire::ListTagsForResourceRequest,
 ) -> Result<wire::ListTagsForResourceResponse, AwsError> {
-    let loc = locate(ctx, req.resource_arn.as_deref().unwrap_or_default())?;
+    // ListTagsForResource, unlike TagResource and UntagResource, declares no
+    // ResourceNotFoundException: a missing resource other than a cluster is a ClientException.
+    let loc = locate(ctx, req.resource_arn.as_deref().unwrap_or_default()).map_err(list_error)?;
     let record = ecs
         .store()
         .get(loc.kind, &ctx.partition(), &loc.key)
         .await
         .map_err(common::store_error)?;
-    let record = record.ok_or_else(loc.not_found)?;
+    let record = record.ok_or_else(|| list_error((loc.not_found)()))?;
     Ok(wire::ListTagsForResourceResponse {
         tags: Some(tags_of(&record.value, loc.tags_at)?),
     })
+}
+
+/// ListTagsForResource's codes: its model has no ResourceNotFoundException.
+fn list_error(e: AwsError) -> AwsError {
+    if e.code == "ResourceNotFoundException" {
+        AwsError::client("ClientException", e.message)
+    } else {
+        e
+    }
 }

@@ -59,7 +59,9 @@ pub fn fargate_memory_allowed(cpu: u32) -> Option<(u32, u32, u32)> {
 pub fn fargate_size_valid(cpu: u32, memory: u32) -> bool {
     match fargate_memory_allowed(cpu) {
         // 256 CPU allows 512, 1024 and 2048 only.
-        Some((min, max, step)) => memory >= min && memory <= max && (memory - min) % step == 0,
+        Some((min, max, step)) => {
+            memory >= min && memory <= max && (memory - min).is_multiple_of(step)
+        }
         None => false,
     }
 }

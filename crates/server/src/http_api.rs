@@ -243,6 +243,14 @@ async fn serve<S: JsonService>(
     if !service.model().operations.contains_key(operation) {
         return Err(AwsError::unknown_operation(operation));
     }
+    // An operation berth does not serve says so, whatever its input: that is the more useful
+    // answer than a validation error about a request that could never succeed.
+    if !service.implements(operation) {
+        return Err(AwsError::client(
+            "UnsupportedOperationException",
+            format!("berth does not support the operation {operation} yet."),
+        ));
+    }
     let input = json::decode(
         service.model(),
         patterns,

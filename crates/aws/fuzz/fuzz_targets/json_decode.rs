@@ -20,7 +20,8 @@ use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
 
 static MODEL: LazyLock<ServiceModel> = LazyLock::new(|| {
-    ServiceModel::parse(berth_shapes::models::ECS).expect("the ECS model compiled into berth parses")
+    ServiceModel::parse(berth_shapes::models::ECS)
+        .expect("the ECS model compiled into berth parses")
 });
 // Shared across runs as it is across requests in the server, so the pattern cache is fuzzed too.
 static PATTERNS: LazyLock<Patterns> = LazyLock::new(Patterns::default);
@@ -48,7 +49,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let operation = OPERATIONS[selector as usize % OPERATIONS.len()];
-    match json::decode(&MODEL, &PATTERNS, "InvalidParameterException", operation, body) {
+    match json::decode(
+        &MODEL,
+        &PATTERNS,
+        "InvalidParameterException",
+        operation,
+        body,
+    ) {
         Ok(value) => match operation {
             "ListClusters" => typed::<ecs::ListClustersRequest>(value),
             "CreateCluster" => typed::<ecs::CreateClusterRequest>(value),

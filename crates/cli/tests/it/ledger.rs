@@ -1,0 +1,187 @@
+//! The operation ledger: every operation of botocore's ECS model is either served by berth or
+//! listed in `crates/ecs/unsupported-operations.txt` with a reason — never both, never neither.
+//! Black-box: berth itself is asked, with a minimal valid input generated from the model.
+
+use crate::harness::{Berth, ECS, Opts};
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+const UNSUPPORTED: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../ecs/unsupported-operations.txt"
+));
+
+/// botocore's ECS service model, the spec berth follows.
+fn botocore_model() -> Value {
+    let script = r#"
+import botocore, gzip, os, sys
+path = os.path.join(os.path.dirname(botocore.__file__), "data", "ecs", "2014-11-13", "service-2.json.gz")
+sys.stdout.write(gzip.open(path, "rt").read())
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("run python3 (botocore must be installed: pip install botocore)");
+    assert!(
+        out.status.success(),
+        "reading botocore's ECS model failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the model is JSON")
+}
+
+/// The smallest input the model accepts for `shape`: required members only, each at its
+/// minimum size.
+fn minimal(shapes: &Map<String, Value>, shape: &str, depth: usize) -> Value {
+    assert!(depth < 20, "the model recurses through {shape}");
+    let s = &shapes[shape];
+    let min = s["min"].as_u64().unwrap_or(0);
+    match s["type"].as_str().unwrap_or_default() {
+        "structure" => {
+            let mut out = Map::new();
+            for name in s["required"].as_array().into_iter().flatten() {
+                let name = name.as_str().expect("member name");
+                let member = s["members"][name]["shape"].as_str().expect("member shape");
+                out.insert(name.to_string(), minimal(shapes, member, depth + 1));
+            }
+            Value::Object(out)
+        }
+        "list" => {
+            let member = s["member"]["shape"].as_str().expect("list member");
+            Value::Array(
+                (0..min.max(1))
+                    .map(|_| minimal(shapes, member, depth + 1))
+                    .collect(),
+            )
+        }
+        "map" => json!({}),
+        "string" => match s["enum"].as_array().and_then(|e| e.first()) {
+            Some(v) => v.clone(),
+            None => json!("a".repeat(min.max(1) as usize)),
+        },
+        "integer" | "long" => json!(min.max(1)),
+        "boolean" => json!(false),
+        "double" | "float" => json!(1.0),
+        "timestamp" => json!(0),
+        "blob" => json!(""),
+        other => panic!("shape {shape} has a type this test does not know: {other}"),
+    }
+}
+
+#[test]
+fn every_model_operation_is_implemented_or_listed_as_unsupported() {
+    let model = botocore_model();
+    assert_eq!(model["metadata"]["targetPrefix"], ECS);
+    let shapes = model["shapes"].as_object().expect("shapes");
+    let operations = model["operations"].as_object().expect("operations");
+    assert!(operations.len() > 50, "the ECS model has its operations");
+
+    // The file: `Name: reason` per line, comments and blank lines aside.
+    let mut listed: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for line in UNSUPPORTED.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, reason)) = line.split_once(':') else {
+            problems.push(format!("line without 'Name: reason': {line}"));
+            continue;
+        };
+        let (name, reason) = (name.trim(), reason.trim());
+        if reason.is_empty() {
+            problems.push(format!("{name} is listed without a reason"));
+        }
+        if listed.insert(name, reason).is_some() {
+            problems.push(format!("{name} is listed twice"));
+        }
+        if !operations.contains_key(name) {
+            problems.push(format!(
+                "{name} is listed but is not an operation of the ECS model"
+            ));
+        }
+    }
+
+    let berth = Berth::start(Opts::default());
+    let mut implemented = BTreeSet::new();
+    for (name, op) in operations {
+        let input = match op["input"]["shape"].as_str() {
+            Some(shape) => minimal(shapes, shape, 0),
+            None => json!({}),
+        };
+        let r = berth.ecs(name, &input);
+        let code = r.error_code();
+        assert!(
+            r.status < 500,
+            "{name} {input} answered {}: {}",
+            r.status,
+            r.text()
+        );
+        let unsupported = code == "UnsupportedOperationException";
+        if unsupported {
+            assert!(
+                r.message().contains(name.as_str()),
+                "{name}: the message names the operation: {}",
+                r.text()
+            );
+        }
+        match (listed.contains_key(name.as_str()), unsupported) {
+            (true, true) => {}
+            (true, false) => problems.push(format!(
+                "{name} is served now ({} {}): remove it from unsupported-operations.txt",
+                r.status,
+                if code.is_empty() { "OK" } else { &code }
+            )),
+            (false, true) => problems.push(format!(
+                "{name} is not served: implement it or list it in unsupported-operations.txt"
+            )),
+            (false, false) if code == "UnknownOperationException" => problems.push(format!(
+                "{name} is unknown to berth's copy of the model: {}",
+                r.text()
+            )),
+            (false, false) => {
+                implemented.insert(name.clone());
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "the operation ledger is out of date:\n  {}",
+        problems.join("\n  ")
+    );
+    assert_eq!(
+        implemented.len() + listed.len(),
+        operations.len(),
+        "implemented: {implemented:?}"
+    );
+    // The operations this suite exercises elsewhere must be among the served ones.
+    for op in [
+        "CreateCluster",
+        "RegisterTaskDefinition",
+        "ListTaskDefinitions",
+        "TagResource",
+        "PutAccountSetting",
+    ] {
+        assert!(implemented.contains(op), "{op}");
+    }
+}
+
+#[test]
+fn minimal_inputs_follow_the_model() {
+    let shapes = json!({
+        "In": {"type": "structure", "required": ["a", "l", "e"], "members": {
+            "a": {"shape": "S"}, "l": {"shape": "L"}, "e": {"shape": "E"}, "o": {"shape": "S"}
+        }},
+        "S": {"type": "string", "min": 3},
+        "E": {"type": "string", "enum": ["X", "Y"]},
+        "L": {"type": "list", "member": {"shape": "I"}, "min": 2},
+        "I": {"type": "integer", "min": 5}
+    });
+    let shapes = shapes.as_object().expect("object");
+    assert_eq!(
+        minimal(shapes, "In", 0),
+        json!({"a": "aaa", "l": [5, 5], "e": "X"})
+    );
+}

@@ -1,0 +1,13 @@
+//! The one integration-test binary of the `berth` package: each module starts real `berth`
+//! processes and drives them with the clients users have (aws CLI, boto3, the Rust SDK, raw
+//! HTTP).
+
+mod bad_input;
+mod conformance;
+mod crash;
+mod ecs_api;
+mod harness;
+mod ledger;
+mod lifecycle;
+mod profile;
+mod task_definition_clients;

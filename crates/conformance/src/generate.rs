@@ -1,0 +1,719 @@
+//! Request generation from an operation's input shape: valid requests (minimal, maximal, every
+//! value of each top-level enum, every constrained value at its bounds, the model's examples)
+//! and invalid ones that break exactly one constraint of a valid base request.
+//!
+//! Everything is drawn from one seeded [`Rng`], so a seed names a run: the same seed sends the
+//! same bytes, and a failure can be replayed with `BERTH_CONFORMANCE_SEED`.
+
+use crate::model::Model;
+use regex::Regex;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+
+/// SplitMix64: tiny, fast, and stable across crate versions (a `rand` upgrade must not change
+/// what a seed generates).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`0` when `n == 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+/// A generated request.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// What the case is (`minimal`, `enum status=ACTIVE`, `max length /tags/0/key`).
+    pub label: String,
+    pub body: Value,
+}
+
+/// Which single constraint an invalid request breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broken {
+    MissingRequired,
+    EnumOutside,
+    TooShort,
+    TooLong,
+    BelowMin,
+    AboveMax,
+    WrongType,
+    PatternMismatch,
+}
+
+/// A request with exactly one broken constraint.
+#[derive(Debug, Clone)]
+pub struct InvalidCase {
+    pub label: String,
+    pub body: Value,
+    pub broken: Broken,
+}
+
+/// A place in a generated request: a JSON pointer and the shape of the value there.
+#[derive(Debug, Clone)]
+struct Site {
+    pointer: String,
+    shape: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Minimal,
+    Maximal,
+}
+
+/// Structures nest this deep with all members; below it, only required members.
+const MAX_DEPTH: usize = 6;
+/// Lists and maps get this many entries when no bound says otherwise.
+const DEFAULT_ITEMS: usize = 2;
+/// Strings are this long when no bound says otherwise.
+const DEFAULT_LEN: usize = 10;
+
+/// Generates requests for one model.
+pub struct Generator<'a> {
+    model: &'a Model,
+    rng: Rng,
+    /// Member name → value, used wherever a member of that name is generated in "bound"
+    /// requests, so they name resources that exist (see [`crate::Profile::bindings`]).
+    bindings: Map<String, Value>,
+    bind: bool,
+    patterns: HashMap<String, Option<Regex>>,
+    counter: u64,
+}
+
+impl<'a> Generator<'a> {
+    pub fn new(model: &'a Model, seed: u64) -> Generator<'a> {
+        Generator {
+            model,
+            rng: Rng::new(seed),
+            bindings: Map::new(),
+            bind: false,
+            patterns: HashMap::new(),
+            counter: 0,
+        }
+    }
+
+    pub fn with_bindings(mut self, bindings: Map<String, Value>) -> Self {
+        self.bindings = bindings;
+        self
+    }
+
+    pub fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+
+    fn shape(&self, name: &str) -> Value {
+        self.model.shape(name).cloned().unwrap_or(Value::Null)
+    }
+
+    fn pattern(&mut self, p: &str) -> Option<Regex> {
+        self.patterns
+            .entry(p.to_string())
+            .or_insert_with(|| Regex::new(p).ok())
+            .clone()
+    }
+
+    /// The request with only required members, random names.
+    pub fn minimal(&mut self, op: &str) -> Value {
+        self.request(op, Mode::Minimal, false)
+    }
+
+    /// The request with every member (depth-limited), random names.
+    pub fn maximal(&mut self, op: &str) -> Value {
+        self.request(op, Mode::Maximal, false)
+    }
+
+    fn request(&mut self, op: &str, mode: Mode, bind: bool) -> Value {
+        self.bind = bind;
+        let v = match self.model.input_shape(op) {
+            Some(shape) => self.value(shape, mode, 0),
+            None => json!({}),
+        };
+        self.bind = false;
+        v
+    }
+
+    /// Every valid request for `op`, in a fixed order.
+    pub fn valid_cases(&mut self, op: &str) -> Vec<Case> {
+        let mut cases = vec![
+            Case {
+                label: "minimal".into(),
+                body: self.request(op, Mode::Minimal, false),
+            },
+            Case {
+                label: "maximal".into(),
+                body: self.request(op, Mode::Maximal, false),
+            },
+        ];
+        if !self.bindings.is_empty() {
+            cases.push(Case {
+                label: "minimal, bound".into(),
+                body: self.request(op, Mode::Minimal, true),
+            });
+            cases.push(Case {
+                label: "maximal, bound".into(),
+                body: self.request(op, Mode::Maximal, true),
+            });
+        }
+        let Some(input) = self.model.input_shape(op).map(str::to_string) else {
+            return cases;
+        };
+        // Every value of each top-level enum member, on top of the bound minimal request.
+        let input_shape = self.shape(&input);
+        let members: Vec<(String, String)> = members_of(&input_shape);
+        for (name, member_shape) in &members {
+            let s = self.shape(member_shape);
+            let Some(values) = s["enum"].as_array() else {
+                continue;
+            };
+            for v in values {
+                let mut body = self.request(op, Mode::Minimal, true);
+                body[name.as_str()] = v.clone();
+                cases.push(Case {
+                    label: format!("enum {name}={}", v.as_str().unwrap_or_default()),
+                    body,
+                });
+            }
+        }
+        // Every constrained value of the maximal request at its lower and upper bound.
+        let base = self.request(op, Mode::Maximal, true);
+        let mut sites = Vec::new();
+        self.sites(&input, &base, String::new(), &mut sites);
+        for site in sites {
+            let s = self.shape(&site.shape);
+            for (which, bound) in [("min", &s["min"]), ("max", &s["max"])] {
+                let Some(bound) = bound.as_f64() else {
+                    continue;
+                };
+                if let Some(v) = self.at_bound(&site.shape, bound) {
+                    let mut body = base.clone();
+                    if let Some(slot) = body.pointer_mut(&site.pointer) {
+                        *slot = v;
+                        cases.push(Case {
+                            label: format!("{which} {} ({bound})", site.pointer),
+                            body,
+                        });
+                    }
+                }
+            }
+        }
+        for (i, example) in self.model.example_inputs(op).into_iter().enumerate() {
+            cases.push(Case {
+                label: format!("example {}", i + 1),
+                body: example,
+            });
+        }
+        cases
+    }
+
+    /// Invalid requests for `op`: `base` (a valid request) with one constraint broken at a time.
+    /// Top-level breaks come first and are all kept; deeper ones are sampled down to `cap`.
+    pub fn invalid_cases(&mut self, op: &str, base: &Value, cap: usize) -> Vec<InvalidCase> {
+        let Some(input) = self.model.input_shape(op).map(str::to_string) else {
+            return Vec::new();
+        };
+        let mut sites = vec![Site {
+            pointer: String::new(),
+            shape: input.clone(),
+        }];
+        self.sites(&input, base, String::new(), &mut sites);
+        let mut top = Vec::new();
+        let mut deep = Vec::new();
+        for site in sites {
+            let depth = site.pointer.matches('/').count();
+            for case in self.break_site(base, &site) {
+                if depth <= 1 { &mut top } else { &mut deep }.push(case);
+            }
+        }
+        self.rng.shuffle(&mut deep);
+        top.extend(deep);
+        top.truncate(cap.max(1));
+        top
+    }
+
+    /// The ways to break the value at `site`, each on a copy of `base`.
+    fn break_site(&mut self, base: &Value, site: &Site) -> Vec<InvalidCase> {
+        let s = self.shape(&site.shape);
+        let kind = s["type"].as_str().unwrap_or_default().to_string();
+        let at = if site.pointer.is_empty() {
+            "the body".to_string()
+        } else {
+            site.pointer.clone()
+        };
+        let mut out = Vec::new();
+        let mut with = |label: String, broken: Broken, v: Value| {
+            let mut body = base.clone();
+            if let Some(slot) = body.pointer_mut(&site.pointer) {
+                *slot = v;
+                out.push(InvalidCase {
+                    label,
+                    body,
+                    broken,
+                });
+            }
+        };
+        with(
+            format!("wrong type at {at}"),
+            Broken::WrongType,
+            wrong_type(&kind),
+        );
+        if s["enum"].is_array() {
+            with(
+                format!("enum outside the set at {at}"),
+                Broken::EnumOutside,
+                json!("CONFORMANCE_NOT_IN_ENUM"),
+            );
+        }
+        let min = s["min"].as_f64();
+        let max = s["max"].as_f64();
+        match kind.as_str() {
+            "string" | "list" | "map" => {
+                if let Some(min) = min.filter(|m| *m >= 1.0)
+                    && let Some(v) = self.sized(&site.shape, min as usize - 1)
+                {
+                    with(
+                        format!("too short at {at} (min {min})"),
+                        Broken::TooShort,
+                        v,
+                    );
+                }
+                if let Some(max) = max
+                    && max < 100_000.0
+                    && let Some(v) = self.sized(&site.shape, max as usize + 1)
+                {
+                    with(format!("too long at {at} (max {max})"), Broken::TooLong, v);
+                }
+            }
+            "integer" | "long" => {
+                if let Some(min) = min {
+                    with(
+                        format!("below min at {at} ({min})"),
+                        Broken::BelowMin,
+                        json!(min as i64 - 1),
+                    );
+                }
+                if let Some(max) = max {
+                    with(
+                        format!("above max at {at} ({max})"),
+                        Broken::AboveMax,
+                        json!(max as i64 + 1),
+                    );
+                }
+            }
+            "double" | "float" => {
+                if let Some(min) = min {
+                    with(
+                        format!("below min at {at} ({min})"),
+                        Broken::BelowMin,
+                        json!(min - 0.5),
+                    );
+                }
+                if let Some(max) = max {
+                    with(
+                        format!("above max at {at} ({max})"),
+                        Broken::AboveMax,
+                        json!(max + 0.5),
+                    );
+                }
+            }
+            _ => {}
+        }
+        if kind == "string"
+            && let Some(p) = s["pattern"].as_str()
+            && let Some(re) = self.pattern(p)
+        {
+            // botocore's patterns are unanchored (Smithy semantics), so a mismatch must not
+            // match anywhere; a pattern that matches every string (`[…]*`) cannot be broken.
+            let len = min.unwrap_or(1.0).max(1.0) as usize;
+            for c in ["#", "!", "\u{1}", "~", "$"] {
+                let v = c.repeat(len);
+                if !re.is_match(&v) {
+                    with(
+                        format!("pattern mismatch at {at}"),
+                        Broken::PatternMismatch,
+                        json!(v),
+                    );
+                    break;
+                }
+            }
+        }
+        if kind == "structure" {
+            let required: Vec<String> = s["required"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|r| r.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for r in required {
+                let mut body = base.clone();
+                let removed = match body.pointer_mut(&site.pointer) {
+                    Some(Value::Object(o)) => o.remove(&r).is_some(),
+                    _ => false,
+                };
+                if removed {
+                    out.push(InvalidCase {
+                        label: format!("missing required {at}/{r}"),
+                        body,
+                        broken: Broken::MissingRequired,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Every value in `value` (generated from `shape`) with its shape, depth first.
+    fn sites(&self, shape: &str, value: &Value, pointer: String, out: &mut Vec<Site>) {
+        let s = self.shape(shape);
+        match (s["type"].as_str(), value) {
+            (Some("structure"), Value::Object(obj)) => {
+                for (name, member_shape) in members_of(&s) {
+                    if let Some(v) = obj.get(&name) {
+                        let p = format!("{pointer}/{}", escape(&name));
+                        out.push(Site {
+                            pointer: p.clone(),
+                            shape: member_shape.clone(),
+                        });
+                        self.sites(&member_shape, v, p, out);
+                    }
+                }
+            }
+            (Some("list"), Value::Array(items)) => {
+                if let Some(member) = s["member"]["shape"].as_str() {
+                    for (i, v) in items.iter().enumerate() {
+                        let p = format!("{pointer}/{i}");
+                        out.push(Site {
+                            pointer: p.clone(),
+                            shape: member.to_string(),
+                        });
+                        self.sites(member, v, p, out);
+                    }
+                }
+            }
+            (Some("map"), Value::Object(obj)) => {
+                if let Some(val) = s["value"]["shape"].as_str() {
+                    for (k, v) in obj {
+                        let p = format!("{pointer}/{}", escape(k));
+                        out.push(Site {
+                            pointer: p.clone(),
+                            shape: val.to_string(),
+                        });
+                        self.sites(val, v, p, out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A value of `shape` at `bound`: a string/list/map of that length, a number of that value.
+    fn at_bound(&mut self, shape: &str, bound: f64) -> Option<Value> {
+        let s = self.shape(shape);
+        match s["type"].as_str()? {
+            "string" | "list" | "map" if bound <= 100_000.0 => self.sized(shape, bound as usize),
+            "integer" | "long" => Some(json!(bound as i64)),
+            "double" | "float" => Some(json!(bound)),
+            _ => None,
+        }
+    }
+
+    /// A string of `len` characters, or a list/map of `len` generated entries.
+    fn sized(&mut self, shape: &str, len: usize) -> Option<Value> {
+        let s = self.shape(shape);
+        match s["type"].as_str()? {
+            "string" => {
+                if s["enum"].is_array() {
+                    return None;
+                }
+                Some(Value::String(self.string_of_len(&s, len)))
+            }
+            "list" => {
+                let member = s["member"]["shape"].as_str()?.to_string();
+                Some(Value::Array(
+                    (0..len)
+                        .map(|_| self.value(&member, Mode::Minimal, 1))
+                        .collect(),
+                ))
+            }
+            "map" => {
+                let key = s["key"]["shape"].as_str()?.to_string();
+                let val = s["value"]["shape"].as_str()?.to_string();
+                let mut m = Map::new();
+                let mut guard = 0;
+                while m.len() < len && guard < len * 4 + 8 {
+                    guard += 1;
+                    let k = self.value(&key, Mode::Minimal, 1);
+                    let k = k.as_str().unwrap_or_default().to_string();
+                    let v = self.value(&val, Mode::Minimal, 1);
+                    m.insert(k, v);
+                }
+                Some(Value::Object(m))
+            }
+            _ => None,
+        }
+    }
+
+    /// A value of `shape`.
+    fn value(&mut self, shape: &str, mode: Mode, depth: usize) -> Value {
+        let s = self.shape(shape);
+        if s["document"].as_bool() == Some(true) {
+            return json!({});
+        }
+        match s["type"].as_str().unwrap_or_default() {
+            "structure" => {
+                let required: Vec<&str> = s["required"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                let all = mode == Mode::Maximal && depth < MAX_DEPTH;
+                let union = s["union"].as_bool() == Some(true);
+                let mut obj = Map::new();
+                for (name, member_shape) in members_of(&s) {
+                    let wanted = required.contains(&name.as_str()) || all;
+                    // A union takes exactly one member.
+                    if !wanted || (union && !obj.is_empty()) {
+                        continue;
+                    }
+                    let bound = self
+                        .bindings
+                        .get(&name)
+                        .filter(|b| self.bind && fits(b, &self.shape(&member_shape)))
+                        .cloned();
+                    let v = match bound {
+                        // A null binding leaves the member out of bound requests.
+                        Some(Value::Null) => continue,
+                        Some(b) => b,
+                        None => self.value(&member_shape, mode, depth + 1),
+                    };
+                    obj.insert(name, v);
+                }
+                Value::Object(obj)
+            }
+            "list" => {
+                let member = s["member"]["shape"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let n = count(&s, DEFAULT_ITEMS);
+                Value::Array(
+                    (0..n)
+                        .map(|_| self.value(&member, mode, depth + 1))
+                        .collect(),
+                )
+            }
+            "map" => {
+                let n = count(&s, 1);
+                self.sized(shape, n).unwrap_or_else(|| json!({}))
+            }
+            "string" => {
+                if let Some(values) = s["enum"].as_array().filter(|v| !v.is_empty()) {
+                    let i = self.rng.below(values.len() as u64) as usize;
+                    return values[i].clone();
+                }
+                let len = count(&s, DEFAULT_LEN);
+                Value::String(self.string_of_len(&s, len))
+            }
+            "integer" | "long" => {
+                let min = s["min"].as_f64().map(|m| m as i64).unwrap_or(1);
+                let max = s["max"]
+                    .as_f64()
+                    .map(|m| m as i64)
+                    .unwrap_or(min.max(1) + 99);
+                json!(min + self.rng.below((max - min).max(0) as u64 + 1) as i64)
+            }
+            "double" | "float" => {
+                let min = s["min"].as_f64().unwrap_or(0.0);
+                let max = s["max"].as_f64().unwrap_or(min + 100.0);
+                json!(min + (max - min) * (self.rng.below(1000) as f64 / 1000.0))
+            }
+            "boolean" => json!(self.rng.below(2) == 1),
+            // awsJson sends timestamps as epoch seconds.
+            "timestamp" => json!(1_700_000_000 + self.rng.below(100_000_000) as i64),
+            "blob" => json!("Y29uZm9ybWFuY2U="),
+            _ => Value::Null,
+        }
+    }
+
+    /// A string of exactly `len` characters from `[a-z0-9-]` (the alphabet every ECS name
+    /// accepts), unique within the run, that matches the shape's pattern where it has one.
+    fn string_of_len(&mut self, s: &Value, len: usize) -> String {
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        self.counter += 1;
+        // Start with a letter and keep a run counter in the middle so names do not collide.
+        let mut out = String::with_capacity(len);
+        let tag = format!("c{}", self.counter);
+        for (i, c) in tag.chars().enumerate() {
+            if i < len {
+                out.push(c);
+            }
+        }
+        while out.chars().count() < len {
+            let c = ALPHABET[self.rng.below(ALPHABET.len() as u64) as usize] as char;
+            out.push(if out.len() % 7 == 3 { '-' } else { c });
+        }
+        if let Some(p) = s["pattern"].as_str()
+            && let Some(re) = self.pattern(p)
+            && !re.is_match(&out)
+        {
+            for c in ["a", "A", "1", "x"] {
+                let alt = c.repeat(len);
+                if re.is_match(&alt) {
+                    return alt;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `(member name, member shape)` of a structure shape, in model order.
+pub fn members_of(shape: &Value) -> Vec<(String, String)> {
+    shape["members"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v["shape"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a binding can stand for a member of `shape`: the same JSON type (members of one name
+/// can differ in type across shapes, like a task's string `cpu` and a container's integer one).
+fn fits(bound: &Value, shape: &Value) -> bool {
+    matches!(
+        (bound, shape["type"].as_str().unwrap_or_default()),
+        (Value::Null, _)
+            | (Value::String(_), "string" | "blob")
+            | (
+                Value::Number(_),
+                "integer" | "long" | "double" | "float" | "timestamp"
+            )
+            | (Value::Bool(_), "boolean")
+            | (Value::Array(_), "list")
+            | (Value::Object(_), "structure" | "map")
+    )
+}
+
+/// How many entries a list/map or characters a string get: `default`, moved into `[min, max]`.
+fn count(s: &Value, default: usize) -> usize {
+    let mut n = default as f64;
+    if let Some(min) = s["min"].as_f64() {
+        n = n.max(min);
+    }
+    if let Some(max) = s["max"].as_f64() {
+        n = n.min(max);
+    }
+    n as usize
+}
+
+/// A JSON value of the wrong type for a shape of type `kind`.
+fn wrong_type(kind: &str) -> Value {
+    match kind {
+        "string" | "blob" => json!(12345),
+        "integer" | "long" | "double" | "float" | "timestamp" => json!("not-a-number"),
+        "boolean" => json!("true"),
+        "list" => json!({"not": "a list"}),
+        "structure" | "map" => json!(["not", "an", "object"]),
+        _ => json!([]),
+    }
+}
+
+/// JSON-pointer escaping of one reference token.
+fn escape(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> Model {
+        Model {
+            service: "t".into(),
+            service_json: json!({
+                "metadata": {},
+                "operations": {"Op": {"input": {"shape": "In"}}},
+                "shapes": {
+                    "In": {"type": "structure", "required": ["name"], "members": {
+                        "name": {"shape": "Name"}, "status": {"shape": "Status"},
+                        "count": {"shape": "Count"}, "tags": {"shape": "Tags"}}},
+                    "Name": {"type": "string", "min": 1, "max": 5, "pattern": "[a-z0-9-]+"},
+                    "Status": {"type": "string", "enum": ["A", "B"]},
+                    "Count": {"type": "integer", "min": 0, "max": 10},
+                    "Tags": {"type": "list", "member": {"shape": "Name"}, "max": 3}
+                }
+            }),
+            paginators: Value::Null,
+            waiters: Value::Null,
+            examples: Value::Null,
+        }
+    }
+
+    #[test]
+    fn generation_is_deterministic_and_respects_constraints() {
+        let m = model();
+        let a = Generator::new(&m, 7).valid_cases("Op");
+        let b = Generator::new(&m, 7).valid_cases("Op");
+        assert_eq!(
+            a.iter().map(|c| c.body.to_string()).collect::<Vec<_>>(),
+            b.iter().map(|c| c.body.to_string()).collect::<Vec<_>>()
+        );
+        assert_eq!(a[0].body.as_object().map(|o| o.len()), Some(1));
+        for case in &a {
+            let name = case.body["name"].as_str().unwrap();
+            assert!((1..=5).contains(&name.len()), "{}: {name}", case.label);
+        }
+        assert!(a.iter().any(|c| c.label == "enum status=B"));
+        assert!(a.iter().any(|c| c.body["count"] == json!(10)));
+    }
+
+    #[test]
+    fn each_invalid_case_breaks_one_thing() {
+        let m = model();
+        let mut g = Generator::new(&m, 1);
+        let base = g.maximal("Op");
+        let cases = g.invalid_cases("Op", &base, 100);
+        let kinds: Vec<Broken> = cases.iter().map(|c| c.broken).collect();
+        for k in [
+            Broken::MissingRequired,
+            Broken::EnumOutside,
+            Broken::TooShort,
+            Broken::TooLong,
+            Broken::BelowMin,
+            Broken::AboveMax,
+            Broken::WrongType,
+            Broken::PatternMismatch,
+        ] {
+            assert!(kinds.contains(&k), "{k:?} missing from {kinds:?}");
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! What the model cannot say about a service, as data: how to set up a fresh state that
+//! requests can name, which read-only calls show the state, which Describe echoes which
+//! Create, how to fill a list for its paginator, and which scenario drives each waiter.
+//!
+//! A new operation needs no entry here to be covered by the valid/invalid/protocol checks; an
+//! entry only deepens what is checked (echo, paging, waiting). Adding a waiter scenario is one
+//! line in [`Profile::waiter_scenarios`].
+
+use crate::client::{Client, Response};
+use crate::{Error, Result};
+use serde_json::{Map, Value, json};
+
+/// Makes the fixture state every case starts from (after a reset) and returns bindings:
+/// member name → value that "bound" requests use so they name resources that exist.
+pub type SetupFn = fn(&Client) -> Result<Map<String, Value>>;
+
+/// The read-only calls whose answers make up the state snapshot, given the bindings.
+pub type SnapshotFn = fn(&Map<String, Value>) -> Vec<(&'static str, Value)>;
+
+/// A Create/Register/Put and the Describe/List that must give back what it accepted.
+#[derive(Debug, Clone)]
+pub struct Echo {
+    pub create: &'static str,
+    pub describe: &'static str,
+    /// `(identifier form, Describe body)` for each way the created resource can be named
+    /// (name, full ARN, …), from the create request and its response.
+    pub lookups: fn(request: &Value, response: &Value) -> Vec<(String, Value)>,
+    /// The object in the Describe answer that must contain the request.
+    pub pick: fn(request: &Value, describe: &Value) -> Option<Value>,
+}
+
+/// How to fill a list so its paginator spans several pages.
+#[derive(Debug, Clone)]
+pub struct PageFixture {
+    pub op: &'static str,
+    /// The List body every page is sent with (before the limit and token are added).
+    pub list_body: Value,
+    pub count: usize,
+    /// Creates item `i` (`0..count`).
+    pub create: fn(&Client, usize) -> Result<Response>,
+}
+
+/// Drives the service into a waiter's success state and returns the waiter's arguments
+/// (boto3 keyword arguments, e.g. `{"cluster": "c", "services": ["s"]}`).
+pub type WaiterScenario = fn(&Client) -> std::result::Result<Value, String>;
+
+/// Everything service-specific the suite knows.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// botocore's directory name (`ecs`).
+    pub service: &'static str,
+    pub setup: Option<SetupFn>,
+    pub snapshot: SnapshotFn,
+    pub echoes: Vec<Echo>,
+    pub page_fixtures: Vec<PageFixture>,
+    /// Paginated operations no fixture can fill yet, with the reason (reported as not
+    /// applicable).
+    pub page_not_applicable: Vec<(&'static str, &'static str)>,
+    /// Waiter name (as in `waiters-2.json`) → scenario.
+    pub waiter_scenarios: Vec<(&'static str, WaiterScenario)>,
+}
+
+impl Profile {
+    /// A profile with nothing service-specific: no set-up, an empty snapshot.
+    pub fn bare(service: &'static str) -> Profile {
+        Profile {
+            service,
+            setup: None,
+            snapshot: |_| Vec::new(),
+            echoes: Vec::new(),
+            page_fixtures: Vec::new(),
+            page_not_applicable: Vec::new(),
+            waiter_scenarios: Vec::new(),
+        }
+    }
+
+    /// ECS.
+    pub fn ecs() -> Profile {
+        Profile {
+            service: "ecs",
+            setup: Some(ecs_setup),
+            snapshot: ecs_snapshot,
+            echoes: vec![
+                Echo {
+                    create: "CreateCluster",
+                    describe: "DescribeClusters",
+                    lookups: |_, resp| {
+                        let include = json!(["SETTINGS", "TAGS", "CONFIGURATIONS"]);
+                        let c = &resp["cluster"];
+                        vec![
+                            (
+                                "name".into(),
+                                json!({"clusters": [c["clusterName"]], "include": include}),
+                            ),
+                            (
+                                "full ARN".into(),
+                                json!({"clusters": [c["clusterArn"]], "include": include}),
+                            ),
+                        ]
+                    },
+                    pick: |_, d| d["clusters"].get(0).cloned(),
+                },
+                Echo {
+                    create: "RegisterTaskDefinition",
+                    describe: "DescribeTaskDefinition",
+                    lookups: |_, resp| {
+                        let td = &resp["taskDefinition"];
+                        let family = td["family"].as_str().unwrap_or_default();
+                        let rev = td["revision"].as_i64().unwrap_or_default();
+                        vec![
+                            (
+                                "family:revision".into(),
+                                json!({"taskDefinition": format!("{family}:{rev}"), "include": ["TAGS"]}),
+                            ),
+                            (
+                                "family (latest)".into(),
+                                json!({"taskDefinition": family, "include": ["TAGS"]}),
+                            ),
+                            (
+                                "full ARN".into(),
+                                json!({"taskDefinition": td["taskDefinitionArn"], "include": ["TAGS"]}),
+                            ),
+                        ]
+                    },
+                    // Tags come back beside the task definition, not inside it.
+                    pick: |_, d| {
+                        let mut td = d.get("taskDefinition")?.clone();
+                        if let Some(tags) = d.get("tags") {
+                            td["tags"] = tags.clone();
+                        }
+                        Some(td)
+                    },
+                },
+                Echo {
+                    create: "CreateCapacityProvider",
+                    describe: "DescribeCapacityProviders",
+                    lookups: |_, resp| {
+                        let cp = &resp["capacityProvider"];
+                        vec![
+                            (
+                                "name".into(),
+                                json!({"capacityProviders": [cp["name"]], "include": ["TAGS"]}),
+                            ),
+                            (
+                                "full ARN".into(),
+                                json!({"capacityProviders": [cp["capacityProviderArn"]], "include": ["TAGS"]}),
+                            ),
+                        ]
+                    },
+                    pick: |_, d| d["capacityProviders"].get(0).cloned(),
+                },
+                Echo {
+                    create: "PutAccountSetting",
+                    describe: "ListAccountSettings",
+                    lookups: |req, _| {
+                        let mut body = json!({"name": req["name"]});
+                        if let Some(p) = req.get("principalArn") {
+                            body["principalArn"] = p.clone();
+                        }
+                        vec![("name".into(), body)]
+                    },
+                    pick: |req, d| {
+                        d["settings"]
+                            .as_array()?
+                            .iter()
+                            .find(|s| s["name"] == req["name"])
+                            .cloned()
+                    },
+                },
+            ],
+            page_fixtures: vec![
+                PageFixture {
+                    op: "ListClusters",
+                    list_body: json!({}),
+                    count: 7,
+                    create: |c, i| {
+                        c.call(
+                            "CreateCluster",
+                            &json!({"clusterName": format!("page-{i}")}),
+                        )
+                    },
+                },
+                PageFixture {
+                    op: "ListTaskDefinitions",
+                    list_body: json!({}),
+                    count: 7,
+                    create: |c, _| c.call("RegisterTaskDefinition", &task_definition("page")),
+                },
+                PageFixture {
+                    op: "ListTaskDefinitionFamilies",
+                    list_body: json!({"status": "ALL"}),
+                    count: 7,
+                    create: |c, i| {
+                        c.call(
+                            "RegisterTaskDefinition",
+                            &task_definition(&format!("page-{i}")),
+                        )
+                    },
+                },
+                PageFixture {
+                    op: "ListAccountSettings",
+                    list_body: json!({}),
+                    count: 7,
+                    create: |c, i| {
+                        const SETTINGS: [(&str, &str); 7] = [
+                            ("serviceLongArnFormat", "enabled"),
+                            ("taskLongArnFormat", "enabled"),
+                            ("containerInstanceLongArnFormat", "enabled"),
+                            ("awsvpcTrunking", "enabled"),
+                            ("containerInsights", "enhanced"),
+                            ("tagResourceAuthorization", "on"),
+                            ("defaultLogDriverMode", "blocking"),
+                        ];
+                        let (name, value) = SETTINGS[i % SETTINGS.len()];
+                        c.call("PutAccountSetting", &json!({"name": name, "value": value}))
+                    },
+                },
+            ],
+            page_not_applicable: vec![(
+                "ListAttributes",
+                "attributes attach to container instances, which arrive with the node agent (issue 4)",
+            )],
+            // No ECS waiter applies yet: all four poll DescribeServices or DescribeTasks. Add
+            // `("ServicesStable", services_stable)` here when services land.
+            waiter_scenarios: Vec::new(),
+        }
+    }
+}
+
+/// The smallest task definition ECS accepts.
+pub fn task_definition(family: &str) -> Value {
+    json!({
+        "family": family,
+        "containerDefinitions": [{"name": "app", "image": "busybox", "memory": 128}]
+    })
+}
+
+/// A fixture cluster and task definition, and bindings that name them.
+fn ecs_setup(c: &Client) -> Result<Map<String, Value>> {
+    let cluster = c.call("CreateCluster", &json!({"clusterName": "conformance"}))?;
+    let cluster = cluster
+        .json()
+        .filter(|_| cluster.status == 200)
+        .ok_or_else(|| Error::Other(format!("fixture CreateCluster failed: {}", cluster.text())))?;
+    let cluster_arn = cluster["cluster"]["clusterArn"]
+        .as_str()
+        .unwrap_or_default();
+    let account = cluster_arn.split(':').nth(4).unwrap_or_default();
+    let td = c.call("RegisterTaskDefinition", &task_definition("conformance"))?;
+    if td.status != 200 {
+        return Err(Error::Other(format!(
+            "fixture RegisterTaskDefinition failed: {}",
+            td.text()
+        )));
+    }
+    let role = format!("arn:aws:iam::{account}:role/conformance");
+    let bindings = json!({
+        "cluster": "conformance",
+        "resourceArn": cluster_arn,
+        "taskDefinition": "conformance:1",
+        "taskDefinitions": ["conformance:1"],
+        "capacityProviders": ["FARGATE"],
+        "capacityProvider": "FARGATE",
+        "principalArn": format!("arn:aws:iam::{account}:root"),
+        "taskRoleArn": role,
+        "executionRoleArn": role,
+        "image": "busybox",
+        // A container definition ECS accepts, so bound requests get past ECS's own rules and
+        // reach the write.
+        "containerDefinitions": task_definition("x")["containerDefinitions"],
+        "cpu": "256",
+        "memory": "512",
+        "value": "enabled",
+        // ECS takes exactly one of the two providers; bound requests send the ASG one.
+        "managedInstancesProvider": null,
+        "autoScalingGroupArn": format!(
+            "arn:aws:autoscaling:{}:{account}:autoScalingGroup:00000000-0000-0000-0000-000000000000:autoScalingGroupName/conformance",
+            c.region
+        ),
+    });
+    Ok(bindings.as_object().cloned().unwrap_or_default())
+}
+
+/// The read-only ECS calls that show everything the implemented operations can write.
+fn ecs_snapshot(b: &Map<String, Value>) -> Vec<(&'static str, Value)> {
+    let mut calls = vec![
+        ("ListClusters", json!({})),
+        ("ListTaskDefinitions", json!({"status": "ACTIVE"})),
+        ("ListTaskDefinitions", json!({"status": "INACTIVE"})),
+        (
+            "ListTaskDefinitions",
+            json!({"status": "DELETE_IN_PROGRESS"}),
+        ),
+        ("ListTaskDefinitionFamilies", json!({"status": "ALL"})),
+        ("ListAccountSettings", json!({})),
+        ("ListAccountSettings", json!({"effectiveSettings": true})),
+        ("DescribeCapacityProviders", json!({"include": ["TAGS"]})),
+    ];
+    // The fixture resources in detail, so an invalid update or tag call that slipped through
+    // shows up too.
+    if let Some(cluster) = b.get("cluster") {
+        calls.push((
+            "DescribeClusters",
+            json!({"clusters": [cluster], "include": ["ATTACHMENTS", "CONFIGURATIONS", "SETTINGS", "STATISTICS", "TAGS"]}),
+        ));
+    }
+    if let Some(td) = b.get("taskDefinition") {
+        calls.push((
+            "DescribeTaskDefinition",
+            json!({"taskDefinition": td, "include": ["TAGS"]}),
+        ));
+    }
+    if let Some(arn) = b.get("resourceArn") {
+        calls.push(("ListTagsForResource", json!({"resourceArn": arn})));
+    }
+    calls
+}
