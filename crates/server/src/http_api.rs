@@ -76,12 +76,15 @@ impl State {
 ///   sets its own, so it can log it);
 /// - `CatchPanicLayer` turns a handler bug into a 500 `ServerException` instead of a dropped
 ///   connection, and sits inside `request_id` so that answer carries an id too.
-pub fn router(state: Arc<State>) -> Router {
+///
+/// The registry's `/v2/` routes are merged in before the layers, so they get both.
+pub fn router(state: Arc<State>, registry: &berth_registry::Registry) -> Router {
     Router::new()
         .route("/_berth/health", get(health))
         .route("/_berth/reset", post(reset))
         .route("/", post(aws))
         .with_state(state)
+        .merge(registry.router())
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(axum::middleware::map_response(request_id))
 }
@@ -209,6 +212,7 @@ async fn handle(
     if principal.is_none() && state.auth == AuthMode::Sigv4 {
         return (Err(sigv4::AuthError::missing().into_aws()), "1.1");
     }
+    let signed_service = principal.as_ref().map(|p| p.service.clone());
     let ctx = RequestContext {
         account_id: principal
             .as_ref()
@@ -226,7 +230,15 @@ async fn handle(
     };
     match prefix {
         ECS_TARGET => (
-            serve(&state.ecs, &state.patterns, ctx, operation, &bytes).await,
+            serve(
+                &state.ecs,
+                &state.patterns,
+                ctx,
+                signed_service.as_deref(),
+                operation,
+                &bytes,
+            )
+            .await,
             "1.1",
         ),
         _ => (Err(AwsError::unknown_operation(target)), "1.1"),
@@ -237,9 +249,25 @@ async fn serve<S: JsonService>(
     service: &S,
     patterns: &Patterns,
     ctx: RequestContext,
+    signed_service: Option<&str>,
     operation: &str,
     body: &[u8],
 ) -> Result<Vec<u8>, AwsError> {
+    // The target picks the service; the signature must have been made for that same service,
+    // as AWS's per-service endpoints insist.
+    let meta = &service.model().metadata;
+    let expected = meta
+        .signing_name
+        .as_deref()
+        .unwrap_or(&meta.endpoint_prefix);
+    if let Some(signed) = signed_service
+        && signed != expected
+    {
+        return Err(AwsError::client(
+            "InvalidSignatureException",
+            format!("Credential should be scoped to correct service: '{expected}'. "),
+        ));
+    }
     if !service.model().operations.contains_key(operation) {
         return Err(AwsError::unknown_operation(operation));
     }

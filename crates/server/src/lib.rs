@@ -38,6 +38,52 @@ pub mod error {
     }
 }
 
+/// The OCI registry, its object storage under `<data-dir>/registry` (`blobs/…` content-addressed,
+/// `uploads/…` staged), serving the configured account and region.
+///
+/// Auth: `--auth open` lets anyone push and pull. Under SigV4, `/v2/` takes HTTP Basic with user
+/// `AWS` and the root secret access key as password. That is a stopgap until the ECR API's
+/// `GetAuthorizationToken` issues the 12-hour tokens `docker login` uses with ECR, which will
+/// replace it. `create_on_push` is on until the ECR API can create repositories.
+fn open_registry(
+    config: &Config,
+    identity: &identity::Identity,
+    store: AnyStore,
+) -> Result<berth_registry::Registry, Error> {
+    let dir = config.data_dir.join("registry");
+    let data_dir_error = |source: std::io::Error| Error::DataDir {
+        path: dir.display().to_string(),
+        source,
+    };
+    // Upload sessions live in memory, so none survives a restart: their staged bytes are
+    // garbage. Clearing them here is safe because this process is the directory's only user.
+    match std::fs::remove_dir_all(dir.join("uploads")) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(data_dir_error(e)),
+    }
+    std::fs::create_dir_all(&dir).map_err(data_dir_error)?;
+    let blobs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+        .map_err(|e| data_dir_error(std::io::Error::other(e.to_string())))?;
+    let access = match config.auth {
+        AuthMode::Open => berth_registry::Access::Open,
+        AuthMode::Sigv4 => {
+            berth_registry::Access::fixed("AWS", identity.root.secret_access_key.clone())
+        }
+    };
+    let options = berth_registry::RegistryOptions {
+        create_on_push: true,
+        ..berth_registry::RegistryOptions::default()
+    };
+    Ok(berth_registry::Registry::new(
+        store,
+        Arc::new(blobs),
+        format!("{}/{}", config.account_id, config.region),
+        access,
+        options,
+    ))
+}
+
 /// A started server: where it listens, and what a client needs to call it.
 #[derive(Debug, Clone)]
 pub struct Started {
@@ -71,8 +117,9 @@ pub async fn run(
         })?;
     let addr = listener.local_addr().map_err(Error::Serve)?;
     let ecs = berth_ecs::Ecs::new(store.clone(), identity.token_key, berth_ecs::system_clock());
+    let registry = open_registry(&config, &identity, store.clone())?;
     let state = Arc::new(http_api::State::new(&config, &identity, store, ecs));
-    let app = http_api::router(state);
+    let app = http_api::router(state, &registry);
     let started = Started {
         addr,
         access_key_id: identity.root.access_key_id.clone(),

@@ -180,6 +180,36 @@ fn bad_signatures_change_nothing() {
         r.text()
     );
 
+    // Signed for another service's scope, sent to ECS.
+    let headers = crate::harness::sign_for(
+        "ecr",
+        berth.addr,
+        &berth.keys,
+        "us-east-1",
+        &target,
+        body.as_bytes(),
+        SystemTime::now(),
+    );
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let r = berth.post("/", &headers, body.as_bytes());
+    refused(
+        &berth,
+        &before,
+        "signed for ecr",
+        &r,
+        400,
+        "InvalidSignatureException",
+    );
+    assert!(
+        r.message()
+            .contains("Credential should be scoped to correct service: 'ecs'"),
+        "{}",
+        r.text()
+    );
+
     // Signed for one body, sent with another.
     let headers = crate::harness::sign(
         berth.addr,

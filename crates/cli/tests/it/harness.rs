@@ -669,6 +669,19 @@ pub fn sign(
     body: &[u8],
     time: SystemTime,
 ) -> Vec<(String, String)> {
+    sign_for("ecs", addr, keys, region, target, body, time)
+}
+
+/// Like [`sign`], with the credential scope naming `service`.
+pub fn sign_for(
+    service: &str,
+    addr: SocketAddr,
+    keys: &Keys,
+    region: &str,
+    target: &str,
+    body: &[u8],
+    time: SystemTime,
+) -> Vec<(String, String)> {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     use aws_sigv4::sign::v4;
     use aws_smithy_runtime_api::client::identity::Identity;
@@ -684,7 +697,7 @@ pub fn sign(
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
-        .name("ecs")
+        .name(service)
         .time(time)
         .settings(SigningSettings::default())
         .build()

@@ -1,0 +1,211 @@
+//! The protocol between a node agent and the control plane, following the semantics of ECS's own
+//! agent (RegisterContainerInstance, DiscoverPollEndpoint + long poll, SubmitTaskStateChange,
+//! SubmitContainerStateChange) over berth's endpoint, as JSON under [`PREFIX`].
+//!
+//! The exchange is level-triggered and idempotent, so an agent or server restart at any point
+//! converges:
+//! - [`REGISTER`]: the agent joins a cluster with the server's join token (first time) or its
+//!   node token (re-registration keeps the same container instance), reporting its resources.
+//! - [`POLL`]: a long poll that doubles as the heartbeat. The answer is the *whole* desired state
+//!   of the node — every task placed on it that is not yet STOPPED — never a delta, so a missed
+//!   answer loses nothing.
+//! - [`STATE`]: the agent reports what it observed. The server applies only forward
+//!   transitions of the task lifecycle, so a repeated or late report changes nothing.
+//!
+//! Requests after registration carry `Authorization: Bearer <node_token>`.
+//!
+//! **API Boundary:** plain data. The task definition and overrides travel in their ECS wire form
+//! (`serde_json::Value` of `TaskDefinition` and `TaskOverride`), which the agent translates into
+//! runtime container specs.
+
+use serde::{Deserialize, Serialize};
+
+pub const PREFIX: &str = "/_berth/agent/v1";
+pub const REGISTER: &str = "/_berth/agent/v1/register";
+pub const POLL: &str = "/_berth/agent/v1/poll";
+pub const STATE: &str = "/_berth/agent/v1/state";
+
+/// The longest a poll is held open before the server answers with the unchanged state.
+pub const POLL_WAIT_SECS: u64 = 20;
+
+/// An agent that has not polled for this long is shown `agentConnected: false`.
+pub const DISCONNECTED_AFTER_SECS: u64 = 60;
+
+/// Docker labels the agent sets on every container it runs, as the ECS agent sets them.
+pub mod labels {
+    pub const CLUSTER: &str = "com.amazonaws.ecs.cluster";
+    pub const TASK_ARN: &str = "com.amazonaws.ecs.task-arn";
+    pub const CONTAINER_NAME: &str = "com.amazonaws.ecs.container-name";
+    pub const FAMILY: &str = "com.amazonaws.ecs.task-definition-family";
+    pub const REVISION: &str = "com.amazonaws.ecs.task-definition-version";
+    /// berth's own: which container instance runs it, for re-adoption after an agent restart.
+    pub const INSTANCE: &str = "berth.container-instance";
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub cluster: String,
+    /// The server's join token, needed when the agent has no node token yet.
+    #[serde(default)]
+    pub join_token: Option<String>,
+    /// The container instance id and node token from an earlier registration, to come back as
+    /// the same instance.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    #[serde(default)]
+    pub node_token: Option<String>,
+    pub resources: Resources,
+    /// ECS attributes such as `ecs.os-type`, `ecs.cpu-architecture`, and custom `--attribute`s.
+    #[serde(default)]
+    pub attributes: Vec<Attribute>,
+    pub version: VersionInfo,
+    /// False when the node has no working container runtime: it registers (so users see it and
+    /// why) but receives no tasks.
+    pub can_run_tasks: bool,
+    #[serde(default)]
+    pub cannot_run_reason: Option<String>,
+    /// A stable host identifier, shown as `ec2InstanceId`.
+    pub host_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    /// 1024 units per core.
+    pub cpu: i32,
+    /// MiB, less the agent's reserve.
+    pub memory_mib: i32,
+    /// Host ports (TCP) not available to tasks (e.g. 22, the agent's own).
+    #[serde(default)]
+    pub reserved_ports: Vec<u16>,
+    #[serde(default)]
+    pub reserved_udp_ports: Vec<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attribute {
+    pub name: String,
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub agent_version: String,
+    #[serde(default)]
+    pub agent_hash: Option<String>,
+    #[serde(default)]
+    pub docker_version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    pub instance_id: String,
+    pub container_instance_arn: String,
+    pub node_token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PollRequest {
+    pub instance_id: String,
+    /// The `revision` of the last answer the agent acted on; the server holds the poll while
+    /// nothing for this node changed since (up to [`POLL_WAIT_SECS`]). 0 answers at once.
+    #[serde(default)]
+    pub after_revision: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PollResponse {
+    pub revision: u64,
+    /// Every task on this node whose last status is not STOPPED.
+    pub tasks: Vec<AssignedTask>,
+    /// Whether the instance is DRAINING (no new tasks arrive; running ones stay until stopped).
+    #[serde(default)]
+    pub draining: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssignedTask {
+    pub task_arn: String,
+    /// `RUNNING` or `STOPPED`.
+    pub desired_status: String,
+    /// The ECS `TaskDefinition` the task runs, in wire form.
+    pub task_definition: serde_json::Value,
+    /// The ECS `TaskOverride` given to RunTask/StartTask, in wire form (or null).
+    #[serde(default)]
+    pub overrides: serde_json::Value,
+    /// Host ports the server reserved for static `hostPort`s of this task.
+    #[serde(default)]
+    pub reserved_ports: Vec<u16>,
+    /// Why the task should stop, when `desired_status` is STOPPED (shown as `stoppedReason`).
+    #[serde(default)]
+    pub stop_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateReport {
+    pub instance_id: String,
+    pub tasks: Vec<TaskState>,
+}
+
+/// What the agent observed of one task. Times are Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskState {
+    pub task_arn: String,
+    /// An ECS task status: PENDING, ACTIVATING, RUNNING, DEACTIVATING, STOPPING, STOPPED…
+    pub status: String,
+    #[serde(default)]
+    pub containers: Vec<ContainerState>,
+    /// ECS stop codes: `EssentialContainerExited`, `TaskFailedToStart`, `UserInitiated`…
+    #[serde(default)]
+    pub stop_code: Option<String>,
+    #[serde(default)]
+    pub stopped_reason: Option<String>,
+    #[serde(default)]
+    pub pull_started_at: Option<i64>,
+    #[serde(default)]
+    pub pull_stopped_at: Option<i64>,
+    #[serde(default)]
+    pub started_at: Option<i64>,
+    #[serde(default)]
+    pub execution_stopped_at: Option<i64>,
+    /// HEALTHY, UNHEALTHY or UNKNOWN, from the essential containers' health checks.
+    #[serde(default)]
+    pub health_status: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerState {
+    pub name: String,
+    #[serde(default)]
+    pub runtime_id: Option<String>,
+    /// PENDING, RUNNING or STOPPED.
+    pub status: String,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// e.g. `CannotPullContainerError: …`
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub network_bindings: Vec<NetworkBinding>,
+    /// HEALTHY, UNHEALTHY or UNKNOWN.
+    #[serde(default)]
+    pub health_status: Option<String>,
+    #[serde(default)]
+    pub image_digest: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkBinding {
+    pub bind_ip: String,
+    pub container_port: u16,
+    pub host_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+}
+
+/// Errors the agent endpoints answer with: `{"code": …, "message": …}` and a 4xx status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
