@@ -117,23 +117,22 @@ fn config(role: Role, args: ServeArgs) -> Result<Config> {
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Registers the SIGINT and SIGTERM handlers now, before berth says it is ready, and returns a
+/// future that resolves on the first of them. tokio installs a handler only when its stream is
+/// created, so a lazily created one would let an early SIGTERM kill berth with the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let int = signal(SignalKind::interrupt());
+    let term = signal(SignalKind::terminate());
+    async move {
+        match (int, term) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
             }
-            Err(_) => std::future::pending::<()>().await,
+            _ => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    eprintln!("berth: shutting down");
+        eprintln!("berth: shutting down");
+    }
 }
 
 fn main() -> Result<()> {
