@@ -26,6 +26,75 @@ enum Command {
     Up(ServeArgs),
     /// The control plane only.
     Server(ServeArgs),
+    /// A node agent: joins this machine to a cluster of a berth server and runs the tasks the
+    /// server places on it through the local Docker Engine.
+    Agent(AgentArgs),
+}
+
+/// Flags of `agent`; each is also a `BERTH_AGENT_*` variable.
+#[derive(Args)]
+struct AgentArgs {
+    /// The berth server's endpoint, e.g. `http://10.0.0.1:4566`.
+    #[arg(long, env = "BERTH_AGENT_SERVER")]
+    server: String,
+    /// The cluster to join.
+    #[arg(long, env = "BERTH_AGENT_CLUSTER", default_value = "default")]
+    cluster: String,
+    /// The server's join token (printed by `berth server`, kept in its `identity.json`).
+    #[arg(long, env = "BERTH_AGENT_TOKEN")]
+    token: Option<String>,
+    /// Where the agent keeps its identity (default: `<user data dir>/berth/agent`).
+    #[arg(long, env = "BERTH_AGENT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// A custom attribute of the container instance, `name=value` or `name`; repeatable.
+    #[arg(long = "attribute", value_parser = parse_attribute)]
+    attributes: Vec<(String, Option<String>)>,
+    /// The host address published container ports bind to (ECS binds 0.0.0.0; berth defaults
+    /// to loopback so nothing is exposed by accident).
+    #[arg(long, env = "BERTH_AGENT_BIND_ADDRESS", default_value = "127.0.0.1")]
+    bind_address: String,
+    /// Memory (MiB) kept back from tasks for the OS and the agent.
+    #[arg(long, env = "BERTH_AGENT_MEMORY_RESERVE_MIB", default_value_t = 256)]
+    memory_reserve_mib: u64,
+    /// Seconds stopped containers stay on the node before they are removed.
+    #[arg(long, env = "BERTH_AGENT_CLEANUP_SECS", default_value_t = 600)]
+    cleanup_secs: u64,
+    /// When to pull images, as ECS_IMAGE_PULL_BEHAVIOR: `default` (pull, fall back to a
+    /// cached image), `always`, `prefer-cached`.
+    #[arg(long, env = "BERTH_AGENT_IMAGE_PULL_BEHAVIOR", default_value = "default",
+          value_parser = ["default", "always", "prefer-cached"])]
+    image_pull_behavior: String,
+}
+
+fn parse_attribute(s: &str) -> Result<(String, Option<String>), String> {
+    let (k, v) = match s.split_once('=') {
+        Some((k, v)) => (k, Some(v.to_string())),
+        None => (s, None),
+    };
+    if k.is_empty() {
+        return Err("an attribute needs a name: name=value".into());
+    }
+    Ok((k.to_string(), v))
+}
+
+impl AgentArgs {
+    fn config(self) -> berth_agent::Config {
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| Config::default_data_dir().join("agent"));
+        let mut c = berth_agent::Config::new(&self.server, &self.cluster, data_dir);
+        c.join_token = self.token;
+        c.attributes = self.attributes;
+        c.bind_address = self.bind_address;
+        c.memory_reserve_mib = self.memory_reserve_mib;
+        c.cleanup_after = std::time::Duration::from_secs(self.cleanup_secs);
+        c.pull_behavior = match self.image_pull_behavior.as_str() {
+            "always" => berth_agent::PullBehavior::Always,
+            "prefer-cached" => berth_agent::PullBehavior::PreferCached,
+            _ => berth_agent::PullBehavior::Default,
+        };
+        c
+    }
 }
 
 /// Flags of `up` and `server`. Each is also a `BERTH_*` variable and a key of the config file;
@@ -65,6 +134,15 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     aws_config_dir: Option<PathBuf>,
+    /// The secret agents present to join (default: generated once, kept in the data dir's
+    /// `identity.json`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    join_token: Option<String>,
+    /// Seconds an agent may stay silent before its tasks are reported STOPPED.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_grace_secs: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -76,6 +154,8 @@ struct Settings {
     region: String,
     allow_reset: bool,
     aws_config_dir: Option<PathBuf>,
+    join_token: Option<String>,
+    node_grace_secs: u64,
 }
 
 fn config(role: Role, args: ServeArgs) -> Result<Config> {
@@ -86,6 +166,7 @@ fn config(role: Role, args: ServeArgs) -> Result<Config> {
         "account_id": Config::DEFAULT_ACCOUNT,
         "region": Config::DEFAULT_REGION,
         "allow_reset": false,
+        "node_grace_secs": Config::DEFAULT_NODE_GRACE_SECS,
     });
     let mut figment = Figment::from(Serialized::defaults(defaults));
     if let Some(file) = &args.config {
@@ -114,6 +195,8 @@ fn config(role: Role, args: ServeArgs) -> Result<Config> {
         region: s.region,
         allow_reset: s.allow_reset,
         aws_config_dir: s.aws_config_dir,
+        join_token: s.join_token,
+        node_grace_secs: s.node_grace_secs,
     })
 }
 
@@ -144,26 +227,114 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let (role, args) = match cli.command {
-        Command::Up(a) => (Role::Up, a),
-        Command::Server(a) => (Role::Server, a),
-    };
-    let config = config(role, args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let (role, args) = match cli.command {
+        Command::Up(a) => (Role::Up, a),
+        Command::Server(a) => (Role::Server, a),
+        Command::Agent(a) => return runtime.block_on(run_agent(a.config())),
+    };
+    let config = config(role, args)?;
     runtime.block_on(async move {
+        // One signal stops both the server and (under `up`) its agent.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        // `up` runs an agent against the local Docker Engine, in this process but through the
+        // same HTTP protocol as `berth agent`, so there is one code path.
+        let docker = match role {
+            Role::Up => Some(berth_runtime::DockerRuntime::connect().await),
+            Role::Server => None,
+        };
+        let agent_dir = config.data_dir.join("agent");
+        let agent_stop = stop_rx.clone();
         berth_server::run(
             config,
-            |s| {
+            move |s| {
                 println!(
                     "berth: serving every API on http://{} (health: /_berth/health)",
                     s.addr
+                );
+                if let Some(docker) = docker {
+                    let mut addr = s.addr;
+                    if addr.ip().is_unspecified() {
+                        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                    }
+                    let mut c =
+                        berth_agent::Config::new(&format!("http://{addr}"), "default", agent_dir);
+                    c.join_token = Some(s.join_token.clone());
+                    tokio::spawn(run_local_agent(c, docker, stopped(agent_stop)));
+                }
+            },
+            stopped(stop_rx),
+        )
+        .await
+    })?;
+    Ok(())
+}
+
+/// `berth up`'s agent. A failure here leaves the control plane serving: it is reported, not
+/// fatal.
+async fn run_local_agent(
+    config: berth_agent::Config,
+    docker: Result<berth_runtime::DockerRuntime, berth_runtime::RuntimeError>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    if let Err(e) = &docker {
+        println!("berth: this node cannot run tasks: {e}");
+    }
+    let agent = match berth_agent::Agent::new(config, docker.map(Into::into)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("berth: the local agent cannot start: {e}");
+            return;
+        }
+    };
+    let announced = std::sync::atomic::AtomicBool::new(false);
+    let on_registered = move |r: &berth_agent::Registered| {
+        if !announced.swap(true, std::sync::atomic::Ordering::SeqCst) && r.can_run_tasks {
+            println!(
+                "berth: this node runs tasks of cluster default as {}",
+                r.container_instance_arn
+            );
+        }
+    };
+    if let Err(e) = agent.run(on_registered, shutdown).await {
+        eprintln!("berth: the local agent stopped: {e}");
+    }
+}
+
+async fn run_agent(config: berth_agent::Config) -> Result<()> {
+    let docker = berth_runtime::DockerRuntime::connect().await;
+    if let Err(e) = &docker {
+        println!("berth: this node cannot run tasks: {e}");
+    }
+    let server = config.server.clone();
+    let cluster = config.cluster.clone();
+    let agent =
+        berth_agent::Agent::new(config, docker.map(Into::into)).context("starting the agent")?;
+    println!("berth: agent joining cluster {cluster} at {server}");
+    agent
+        .run(
+            |r| {
+                println!(
+                    "berth: registered as {}{}",
+                    r.container_instance_arn,
+                    match &r.reason {
+                        Some(why) => format!(" (cannot run tasks: {why})"),
+                        None => String::new(),
+                    }
                 )
             },
             shutdown_signal(),
         )
         .await
-    })?;
+        .context("running the agent")?;
     Ok(())
 }

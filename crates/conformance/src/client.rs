@@ -125,6 +125,18 @@ impl Client {
         self.send("POST", &path, &headers, body)
     }
 
+    /// An unsigned JSON POST with an optional bearer token (berth's agent endpoints).
+    pub fn post_json(&self, path: &str, bearer: Option<&str>, body: &Value) -> Result<Response> {
+        let mut headers = vec![
+            ("host".to_string(), self.addr.to_string()),
+            ("content-type".to_string(), "application/json".to_string()),
+        ];
+        if let Some(t) = bearer {
+            headers.push(("authorization".to_string(), format!("Bearer {t}")));
+        }
+        self.send("POST", path, &headers, body.to_string().as_bytes())
+    }
+
     /// An unsigned POST (berth's `/_berth/reset`).
     pub fn post_unsigned(&self, path: &str) -> Result<Response> {
         let headers = vec![("host".to_string(), self.addr.to_string())];

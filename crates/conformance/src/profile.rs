@@ -215,16 +215,132 @@ impl Profile {
                         c.call("PutAccountSetting", &json!({"name": name, "value": value}))
                     },
                 },
+                PageFixture {
+                    op: "ListContainerInstances",
+                    list_body: json!({"cluster": "conformance"}),
+                    count: 7,
+                    create: |c, _| c.call("RegisterContainerInstance", &container_instance()),
+                },
+                PageFixture {
+                    op: "ListTasks",
+                    list_body: json!({"cluster": "conformance"}),
+                    count: 7,
+                    create: |c, i| {
+                        // One instance with room for every task of the fixture.
+                        if i == 0 {
+                            let r = c.call("RegisterContainerInstance", &container_instance())?;
+                            if r.status != 200 {
+                                return Ok(r);
+                            }
+                        }
+                        c.call(
+                            "RunTask",
+                            &json!({"cluster": "conformance", "taskDefinition": "conformance:1"}),
+                        )
+                    },
+                },
+                PageFixture {
+                    op: "ListAttributes",
+                    list_body: json!({"cluster": "conformance", "targetType": "container-instance"}),
+                    count: 7,
+                    create: |c, i| {
+                        let r = c.call("RegisterContainerInstance", &container_instance())?;
+                        let Some(arn) = r.json().and_then(|v| {
+                            v["containerInstance"]["containerInstanceArn"]
+                                .as_str()
+                                .map(str::to_string)
+                        }) else {
+                            return Ok(r);
+                        };
+                        c.call(
+                            "PutAttributes",
+                            &json!({"cluster": "conformance", "attributes": [
+                                {"name": format!("page-{i}"), "value": "v", "targetId": arn}
+                            ]}),
+                        )
+                    },
+                },
             ],
-            page_not_applicable: vec![(
-                "ListAttributes",
-                "attributes attach to container instances, which arrive with the node agent (issue 4)",
-            )],
-            // No ECS waiter applies yet: all four poll DescribeServices or DescribeTasks. Add
-            // `("ServicesStable", services_stable)` here when services land.
-            waiter_scenarios: Vec::new(),
+            page_not_applicable: vec![],
+            // Add `("ServicesStable", services_stable)` and `ServicesInactive` when services land.
+            waiter_scenarios: vec![
+                ("TasksRunning", |c| agent_task(c, &["RUNNING"])),
+                ("TasksStopped", |c| agent_task(c, &["RUNNING", "STOPPED"])),
+            ],
         }
     }
+}
+
+/// A container instance as the ECS API registers one, in the fixture cluster, with room for
+/// every fixture task.
+pub fn container_instance() -> Value {
+    json!({
+        "cluster": "conformance",
+        "totalResources": [
+            {"name": "CPU", "type": "INTEGER", "integerValue": 65536},
+            {"name": "MEMORY", "type": "INTEGER", "integerValue": 65536}
+        ]
+    })
+}
+
+/// The join token the suites start berth with, so a scenario can act as a node agent.
+pub const AGENT_JOIN_TOKEN: &str = "berth-conformance-join-token";
+
+/// Runs a task on a node this scenario plays the agent of, reporting `statuses` in order, and
+/// returns the waiter arguments naming it.
+fn agent_task(c: &Client, statuses: &[&str]) -> std::result::Result<Value, String> {
+    use berth_agent_api as agent;
+    let text = |e: Error| e.to_string();
+    let ok = |r: Response, what: &str| {
+        r.json()
+            .filter(|_| r.status == 200)
+            .ok_or_else(|| format!("{what} failed: {} {}", r.status, r.text()))
+    };
+    ok(
+        c.call("CreateCluster", &json!({"clusterName": "waiters"}))
+            .map_err(text)?,
+        "CreateCluster",
+    )?;
+    ok(
+        c.call("RegisterTaskDefinition", &task_definition("waiters"))
+            .map_err(text)?,
+        "RegisterTaskDefinition",
+    )?;
+    let node = ok(
+        c.post_json(
+            agent::REGISTER,
+            None,
+            &json!({"cluster": "waiters", "join_token": AGENT_JOIN_TOKEN,
+                    "resources": {"cpu": 1024, "memory_mib": 1024},
+                    "version": {"agent_version": "conformance"},
+                    "can_run_tasks": true, "host_id": "conformance"}),
+        )
+        .map_err(text)?,
+        "agent register",
+    )?;
+    let run = ok(
+        c.call(
+            "RunTask",
+            &json!({"cluster": "waiters", "taskDefinition": "waiters"}),
+        )
+        .map_err(text)?,
+        "RunTask",
+    )?;
+    let arn = run["tasks"][0]["taskArn"].clone();
+    let token = node["node_token"].as_str().unwrap_or_default();
+    for status in statuses {
+        ok(
+            c.post_json(
+                agent::STATE,
+                Some(token),
+                &json!({"instance_id": node["instance_id"],
+                        "tasks": [{"task_arn": arn, "status": status}]}),
+            )
+            .map_err(text)?,
+            "agent state report",
+        )?;
+    }
+    Ok(json!({"cluster": "waiters", "tasks": [arn]}))
 }
 
 /// The smallest task definition ECS accepts.
@@ -302,6 +418,18 @@ fn ecs_snapshot(b: &Map<String, Value>) -> Vec<(&'static str, Value)> {
         calls.push((
             "DescribeClusters",
             json!({"clusters": [cluster], "include": ["ATTACHMENTS", "CONFIGURATIONS", "SETTINGS", "STATISTICS", "TAGS"]}),
+        ));
+    }
+    if let Some(cluster) = b.get("cluster") {
+        calls.push(("ListContainerInstances", json!({"cluster": cluster})));
+        calls.push((
+            "ListContainerInstances",
+            json!({"cluster": cluster, "status": "DRAINING"}),
+        ));
+        calls.push(("ListTasks", json!({"cluster": cluster})));
+        calls.push((
+            "ListTasks",
+            json!({"cluster": cluster, "desiredStatus": "STOPPED"}),
         ));
     }
     if let Some(td) = b.get("taskDefinition") {

@@ -8,7 +8,7 @@ use crate::common::{
 use crate::records::{CapacityProviderRecord, ClusterRecord, kinds};
 use berth_aws::{AwsError, RequestContext};
 use berth_shapes::ecs as wire;
-use berth_store::{Expect, Op, Store};
+use berth_store::{Expect, Op};
 
 const BUILTIN_PROVIDERS: &[&str] = &["FARGATE", "FARGATE_SPOT"];
 
@@ -20,7 +20,7 @@ fn to_wire(c: &ClusterRecord, include: &[String]) -> wire::Cluster {
         cluster_arn: Some(c.arn.clone()),
         cluster_name: Some(c.name.clone()),
         status: Some(c.status.clone()),
-        // Counts come from container instances, tasks and services, which later issues add.
+        // DescribeClusters fills in the instance and task counts; services come later.
         registered_container_instances_count: Some(0),
         running_tasks_count: Some(0),
         pending_tasks_count: Some(0),
@@ -247,7 +247,15 @@ pub async fn describe_clusters(
             None => None,
         };
         match found {
-            Some((c, _)) => clusters.push(to_wire(&c, &include)),
+            Some((c, _)) => {
+                let mut w = to_wire(&c, &include);
+                let counts = crate::tasks::counts(ecs, ctx, &c.name).await?;
+                w.running_tasks_count = Some(counts.get("running").copied().unwrap_or(0));
+                w.pending_tasks_count = Some(counts.get("pending").copied().unwrap_or(0));
+                w.registered_container_instances_count =
+                    Some(registered_instances(ecs, ctx, &c.name).await?);
+                clusters.push(w);
+            }
             None => {
                 let full_arn = if ident.starts_with("arn:") {
                     ident
@@ -262,6 +270,22 @@ pub async fn describe_clusters(
         clusters: Some(clusters),
         failures: Some(failures),
     })
+}
+
+/// Container instances that are registered (ACTIVE or DRAINING) in `cluster`.
+async fn registered_instances(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    cluster: &str,
+) -> Result<i32, AwsError> {
+    let all = common::all::<crate::records::ContainerInstanceRecord>(
+        ecs,
+        ctx,
+        kinds::CONTAINER_INSTANCE,
+        &format!("{cluster}|"),
+    )
+    .await?;
+    Ok(all.iter().filter(|(_, r)| r.status != "INACTIVE").count() as i32)
 }
 
 pub async fn list_clusters(
@@ -368,18 +392,9 @@ pub async fn delete_cluster(
     let name = resource_name(ctx, &ident, "cluster")
         .ok_or_else(cluster_not_found)?
         .to_string();
-    let instances = ecs
-        .store()
-        .list(
-            kinds::CONTAINER_INSTANCE,
-            &ctx.partition(),
-            &format!("{name}|"),
-            None,
-            1,
-        )
-        .await
-        .map_err(common::store_error)?;
-    if !instances.is_empty() {
+    // Deregistered (INACTIVE) instances stay describable for a while; they do not hold the
+    // cluster.
+    if registered_instances(ecs, ctx, &name).await? > 0 {
         return Err(AwsError::client(
             "ClusterContainsContainerInstancesException",
             "The Cluster cannot be deleted while Container Instances are active or draining.",

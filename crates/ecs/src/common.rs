@@ -102,6 +102,34 @@ pub async fn all<T: DeserializeOwned>(
     }
 }
 
+/// Like [`all`], with each record's store version (for `Expect::Version`).
+pub async fn all_versioned<T: DeserializeOwned>(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    kind: &str,
+    prefix: &str,
+) -> Result<Vec<(String, T, u64)>, AwsError> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    let partition = ctx.partition();
+    loop {
+        let page: Vec<Record> = ecs
+            .store()
+            .list(kind, &partition, prefix, after.as_deref(), 1000)
+            .await
+            .map_err(store_error)?;
+        let done = page.len() < 1000;
+        for r in page {
+            after = Some(r.key.clone());
+            let v = serde_json::from_value(r.value).map_err(AwsError::internal)?;
+            out.push((r.key, v, r.version));
+        }
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
 /// One page of `items` (already in list order, each with its position key), as ECS pages:
 /// `maxResults` between 1 and `max_page` (default `max_page`), and a `nextToken` while more remain.
 pub fn page<T>(

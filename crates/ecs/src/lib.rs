@@ -12,8 +12,12 @@ mod account_settings;
 mod attributes;
 mod capacity_providers;
 mod clusters;
+mod container_instances;
+pub mod nodes;
+mod placement;
 mod tags;
 mod task_definitions;
+mod tasks;
 
 use berth_aws::model::ServiceModel;
 use berth_aws::token::TokenCodec;
@@ -22,7 +26,7 @@ use berth_store::AnyStore;
 use serde_json::Value;
 use std::sync::Arc;
 
-pub use records::kinds;
+pub use records::{ContainerInstanceRecord, TaskRecord, kinds};
 
 /// Operations berth does not serve yet, one per line as `Name: reason`. The operation ledger
 /// test checks that every operation of the model is either implemented or listed here.
@@ -129,6 +133,16 @@ operations! {
     "PutAttributes" => attributes::put_attributes,
     "DeleteAttributes" => attributes::delete_attributes,
     "ListAttributes" => attributes::list_attributes,
+    "RegisterContainerInstance" => container_instances::register_container_instance,
+    "DeregisterContainerInstance" => container_instances::deregister_container_instance,
+    "DescribeContainerInstances" => container_instances::describe_container_instances,
+    "ListContainerInstances" => container_instances::list_container_instances,
+    "UpdateContainerInstancesState" => container_instances::update_container_instances_state,
+    "RunTask" => tasks::run_task,
+    "StartTask" => tasks::start_task,
+    "StopTask" => tasks::stop_task,
+    "DescribeTasks" => tasks::describe_tasks,
+    "ListTasks" => tasks::list_tasks,
 }
 
 impl JsonService for Ecs {

@@ -19,8 +19,12 @@ pub mod kinds {
     pub const ACCOUNT_SETTING: &str = "ecs.account-setting";
     /// key: `cluster|targetId|name`
     pub const ATTRIBUTE: &str = "ecs.attribute";
-    /// key: `cluster|instanceId` (written by the agent issue)
+    /// key: `cluster|instanceId`
     pub const CONTAINER_INSTANCE: &str = "ecs.container-instance";
+    /// key: instanceId → which cluster holds it, for agent calls that name only the instance
+    pub const INSTANCE_INDEX: &str = "ecs.container-instance-index";
+    /// key: `cluster|taskId`
+    pub const TASK: &str = "ecs.task";
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,4 +78,93 @@ pub struct AttributeRecord {
 
 pub fn task_definition_key(family: &str, revision: i32) -> String {
     format!("{family},{revision:010}")
+}
+
+/// CPU units, MiB and host ports: what an instance offers, what remains, what a task holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    pub cpu: i64,
+    pub memory: i64,
+    /// TCP host ports taken (reserved by the node, or by a task's static `hostPort`s).
+    pub ports: Vec<u16>,
+    pub udp_ports: Vec<u16>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerInstanceRecord {
+    pub cluster: String,
+    /// 32 lowercase hex digits, as ECS makes them.
+    pub id: String,
+    pub arn: String,
+    pub ec2_instance_id: String,
+    /// ACTIVE, DRAINING or INACTIVE (deregistered; kept so it can still be described).
+    pub status: String,
+    pub registered: Capacity,
+    /// What placement may still use. Changed only in the transaction that places or stops a
+    /// task, under `Expect::Version` of this record, so concurrent placements cannot
+    /// oversubscribe.
+    pub remaining: Capacity,
+    pub attributes: Vec<wire::Attribute>,
+    pub version_info: wire::VersionInfo,
+    pub registered_at_ms: i64,
+    pub last_heartbeat_ms: i64,
+    /// SHA-256 (hex) of the node token the agent authenticates with; the token itself is
+    /// never stored. `None` for instances registered through the ECS API.
+    pub token_hash: Option<String>,
+    pub can_run_tasks: bool,
+    pub cannot_run_reason: Option<String>,
+    pub tags: Vec<wire::Tag>,
+    /// ECS's `version`: goes up on every change a client can see (not on heartbeats).
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceIndexRecord {
+    pub cluster: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub cluster: String,
+    /// 32 lowercase hex digits.
+    pub id: String,
+    pub arn: String,
+    pub cluster_arn: String,
+    pub container_instance_id: String,
+    pub container_instance_arn: String,
+    /// The task definition as it was when the task started, so the agent can run the task
+    /// even if the revision is deregistered or deleted meanwhile.
+    pub definition: wire::TaskDefinition,
+    pub overrides: wire::TaskOverride,
+    pub last_status: String,
+    pub desired_status: String,
+    /// The containers as DescribeTasks shows them (runtime ids, exit codes, bindings…).
+    pub containers: Vec<wire::Container>,
+    pub group: String,
+    pub started_by: Option<String>,
+    pub launch_type: String,
+    pub cpu: String,
+    pub memory: String,
+    /// What the task holds on its instance until it is STOPPED.
+    pub reserved: Capacity,
+    pub created_at_ms: i64,
+    pub pull_started_at_ms: Option<i64>,
+    pub pull_stopped_at_ms: Option<i64>,
+    pub started_at_ms: Option<i64>,
+    pub stopping_at_ms: Option<i64>,
+    pub stopped_at_ms: Option<i64>,
+    pub execution_stopped_at_ms: Option<i64>,
+    pub connectivity_at_ms: Option<i64>,
+    pub stop_code: Option<String>,
+    pub stopped_reason: Option<String>,
+    pub health_status: String,
+    pub tags: Vec<wire::Tag>,
+    pub attributes: Vec<wire::Attribute>,
+    pub enable_execute_command: bool,
+    /// ECS's `version`: goes up on every change.
+    pub version: i64,
+}
+
+pub fn pair_key(cluster: &str, id: &str) -> String {
+    format!("{cluster}|{id}")
 }

@@ -61,6 +61,23 @@ fn locate(ctx: &RequestContext, resource_arn: &str) -> Result<Located, AwsError>
             tags_at: "/provider/tags",
             not_found,
         }),
+        // Long-format ARNs carry the cluster: `<kind>/<cluster>/<id>`.
+        "container-instance" | "task" => {
+            let (cluster, id) = rest
+                .split_once('/')
+                .filter(|(c, id)| !c.is_empty() && !id.is_empty() && !id.contains('/'))
+                .ok_or_else(not_found)?;
+            Ok(Located {
+                kind: if kind == "task" {
+                    kinds::TASK
+                } else {
+                    kinds::CONTAINER_INSTANCE
+                },
+                key: crate::records::pair_key(cluster, id),
+                tags_at: "/tags",
+                not_found,
+            })
+        }
         _ => Err(invalid(format!(
             "Resources of type '{kind}' cannot be tagged in berth yet."
         ))),

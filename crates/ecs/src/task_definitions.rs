@@ -34,7 +34,7 @@ fn parse_ident(ctx: &RequestContext, ident: &str) -> Option<Revision> {
     }
 }
 
-async fn find(
+pub(crate) async fn find(
     ecs: &Ecs,
     ctx: &RequestContext,
     ident: &str,

@@ -6,5 +6,6 @@
 
 pub mod arn;
 pub mod ecs;
+pub mod task;
 
 pub use arn::Arn;

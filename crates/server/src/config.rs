@@ -33,12 +33,18 @@ pub struct Config {
     /// Where the `berth` AWS CLI profile goes; `None` means the AWS CLI's own defaults
     /// (`AWS_SHARED_CREDENTIALS_FILE`, `AWS_CONFIG_FILE`, then `~/.aws`).
     pub aws_config_dir: Option<PathBuf>,
+    /// The secret agents present to join (`--join-token`); `None` uses the one generated once
+    /// and kept in `<data-dir>/identity.json`.
+    pub join_token: Option<String>,
+    /// An agent silent for this long has its tasks stopped by the liveness sweep.
+    pub node_grace_secs: u64,
 }
 
 impl Config {
     pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:4566";
     pub const DEFAULT_ACCOUNT: &'static str = "000000000000";
     pub const DEFAULT_REGION: &'static str = "us-east-1";
+    pub const DEFAULT_NODE_GRACE_SECS: u64 = 300;
 
     /// The default data directory: the user's data dir, as the platform names it.
     pub fn default_data_dir() -> PathBuf {

@@ -28,6 +28,8 @@ pub struct State {
     account_id: String,
     default_region: String,
     allow_reset: bool,
+    /// `berth up` has a `default` cluster from the start, and again after a reset.
+    default_cluster: bool,
     store: AnyStore,
     patterns: Patterns,
     ecs: Ecs,
@@ -64,6 +66,7 @@ impl State {
             account_id: config.account_id.clone(),
             default_region: config.region.clone(),
             allow_reset: config.allow_reset,
+            default_cluster: config.role == crate::Role::Up,
             store,
             patterns: Patterns::default(),
             ecs,
@@ -126,7 +129,26 @@ async fn reset(AxState(state): AxState<Arc<State>>) -> Response {
     if !state.allow_reset {
         return StatusCode::NOT_FOUND.into_response();
     }
-    match state.store.reset().await {
+    let mut result = state.store.reset().await.map_err(|e| e.to_string());
+    if result.is_ok() && state.default_cluster {
+        let ctx = RequestContext {
+            account_id: state.account_id.clone(),
+            region: state.default_region.clone(),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            access_key_id: None,
+        };
+        result = state
+            .ecs
+            .call(
+                ctx,
+                "CreateCluster",
+                serde_json::json!({"clusterName": "default"}),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+    }
+    match result {
         Ok(()) => (
             StatusCode::OK,
             [("content-type", "application/json")],

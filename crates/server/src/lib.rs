@@ -4,6 +4,7 @@
 //! **API Boundary:** the only crate that knows both HTTP (axum/hyper) and the API families. It
 //! wires; it decides nothing about what an operation means.
 
+mod agent_api;
 mod aws_profile;
 mod config;
 mod http_api;
@@ -35,6 +36,8 @@ pub mod error {
         },
         #[error("server error: {0}")]
         Serve(std::io::Error),
+        #[error("cannot set up: {0}")]
+        Setup(String),
     }
 }
 
@@ -90,6 +93,8 @@ pub struct Started {
     pub addr: SocketAddr,
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// The token agents join with (`berth up` hands it to its in-process agent).
+    pub join_token: String,
 }
 
 /// Starts berth and serves until `shutdown` resolves. `on_ready` is called once the endpoint
@@ -118,12 +123,29 @@ pub async fn run(
     let addr = listener.local_addr().map_err(Error::Serve)?;
     let ecs = berth_ecs::Ecs::new(store.clone(), identity.token_key, berth_ecs::system_clock());
     let registry = open_registry(&config, &identity, store.clone())?;
+    let join_token = config
+        .join_token
+        .clone()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| identity.join_token.clone());
+    let agents = Arc::new(agent_api::AgentApi {
+        ecs: ecs.clone(),
+        account_id: config.account_id.clone(),
+        region: config.region.clone(),
+        join_token: join_token.clone(),
+        poll_wait: std::time::Duration::from_secs(berth_agent_api::POLL_WAIT_SECS),
+    });
+    if config.role == Role::Up {
+        create_default_cluster(&ecs, &config).await?;
+    }
+    let sweeper = tokio::spawn(liveness_sweep(ecs.clone(), config.clone()));
     let state = Arc::new(http_api::State::new(&config, &identity, store, ecs));
-    let app = http_api::router(state, &registry);
+    let app = http_api::router(state, &registry).merge(agent_api::router(agents));
     let started = Started {
         addr,
         access_key_id: identity.root.access_key_id.clone(),
         secret_access_key: identity.root.secret_access_key.clone(),
+        join_token,
     };
     if config.auth == AuthMode::Sigv4 {
         if identity.created {
@@ -139,8 +161,56 @@ pub async fn run(
         }
     }
     on_ready(&started);
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(Error::Serve)
+        .map_err(Error::Serve);
+    sweeper.abort();
+    served
+}
+
+/// The request context of the server's own account and region, where agents' instances live.
+fn own_context(config: &Config) -> berth_aws::RequestContext {
+    berth_aws::RequestContext {
+        account_id: config.account_id.clone(),
+        region: config.region.clone(),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        access_key_id: None,
+    }
+}
+
+/// `berth up` joins its agent to the cluster `default`, which a call naming no cluster means,
+/// so it exists from the start (CreateCluster is idempotent on the name).
+async fn create_default_cluster(ecs: &berth_ecs::Ecs, config: &Config) -> Result<(), Error> {
+    use berth_aws::JsonService;
+    ecs.call(
+        own_context(config),
+        "CreateCluster",
+        serde_json::json!({"clusterName": "default"}),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| Error::Setup(format!("creating the cluster 'default': {e}")))
+}
+
+/// Stops the tasks of agents silent for longer than `node_grace_secs`, and forgets STOPPED
+/// tasks after an hour. Runs a few times per grace period (at most every 10 s), so a task is
+/// stopped at most a quarter grace late.
+async fn liveness_sweep(ecs: berth_ecs::Ecs, config: Config) {
+    let grace_ms = config.node_grace_secs.saturating_mul(1000);
+    let every = std::time::Duration::from_millis((grace_ms / 4).clamp(100, 10_000));
+    let policy = berth_ecs::nodes::SweepPolicy {
+        grace_ms: i64::try_from(grace_ms).unwrap_or(i64::MAX),
+        ..berth_ecs::nodes::SweepPolicy::default()
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match berth_ecs::nodes::sweep(&ecs, &own_context(&config), policy).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!("stopped {n} task(s) of disconnected container instances"),
+            Err(e) => tracing::warn!(code = %e.code, "liveness sweep failed"),
+        }
+    }
 }

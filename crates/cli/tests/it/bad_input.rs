@@ -132,18 +132,18 @@ fn oversized_bodies_unknown_and_unsupported_operations_are_refused() {
 
     // An operation of the ECS model that berth does not serve yet says so, by name.
     let r = berth.ecs(
-        "RunTask",
-        &json!({"cluster": "base", "taskDefinition": "base:1"}),
+        "CreateService",
+        &json!({"cluster": "base", "serviceName": "s", "taskDefinition": "base:1"}),
     );
     refused(
         &berth,
         &before,
-        "RunTask",
+        "CreateService",
         &r,
         400,
         "UnsupportedOperationException",
     );
-    assert!(r.message().contains("RunTask"), "{}", r.text());
+    assert!(r.message().contains("CreateService"), "{}", r.text());
 }
 
 #[test]

@@ -153,6 +153,9 @@ impl Berth {
         if opts.allow_reset {
             cmd.arg("--allow-reset");
         }
+        // A known join token, so suites can act as an agent (the conformance waiters do).
+        cmd.arg("--join-token")
+            .arg(berth_conformance::profile::AGENT_JOIN_TOKEN);
         // Only the command line configures the server under test.
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("BERTH_") {

@@ -35,8 +35,15 @@ fn reset_wipes_every_resource_but_keeps_the_keys() {
     assert_eq!(r.status, 200, "{}", r.text());
 
     // The same key still signs: the AWS profile survives a reset.
+    // Only the `default` cluster of `berth up`, made again by the reset.
     let clusters = berth.ecs_ok("ListClusters", &json!({}));
-    assert_eq!(clusters["clusterArns"], json!([]));
+    assert_eq!(
+        clusters["clusterArns"],
+        json!([format!(
+            "arn:aws:ecs:us-east-1:{}:cluster/default",
+            berth.keys.account_id
+        )])
+    );
     let d = berth.ecs_ok("DescribeClusters", &json!({"clusters": ["doomed"]}));
     assert_eq!(d["clusters"], json!([]));
     for status in ["ACTIVE", "INACTIVE"] {
@@ -66,8 +73,9 @@ fn reset_does_not_exist_without_allow_reset() {
     berth.ecs_ok("CreateCluster", &json!({"clusterName": "kept"}));
     let r = berth.post("/_berth/reset", &[], b"");
     assert_eq!(r.status, 404, "{}", r.text());
+    // `berth up` creates the cluster `default` besides the one the test made.
     let clusters = berth.ecs_ok("ListClusters", &json!({}));
-    assert_eq!(clusters["clusterArns"].as_array().map(Vec::len), Some(1));
+    assert_eq!(clusters["clusterArns"].as_array().map(Vec::len), Some(2));
 }
 
 #[test]
@@ -84,8 +92,9 @@ fn sigterm_exits_cleanly() {
     );
     // The data written before the signal is there on the next start.
     let berth = berth.restart(Opts::default());
+    // `berth up` creates the cluster `default` besides the one the test made.
     let clusters = berth.ecs_ok("ListClusters", &json!({}));
-    assert_eq!(clusters["clusterArns"].as_array().map(Vec::len), Some(1));
+    assert_eq!(clusters["clusterArns"].as_array().map(Vec::len), Some(2));
 }
 
 #[test]

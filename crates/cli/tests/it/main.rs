@@ -11,3 +11,4 @@ mod ledger;
 mod lifecycle;
 mod profile;
 mod task_definition_clients;
+mod tasks;

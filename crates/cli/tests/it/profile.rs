@@ -48,12 +48,19 @@ fn the_profile_works_with_no_setup_and_survives_restarts_and_edits() {
         &serde_json::json!({"clusterName": "via-profile"}),
     );
     let listed = berth.aws_profile(&["ecs", "list-clusters"]).json();
+    // `berth up` created `default` at start.
     assert_eq!(
         listed["clusterArns"],
-        serde_json::json!([format!(
-            "arn:aws:ecs:us-east-1:{}:cluster/via-profile",
-            berth.keys.account_id
-        )])
+        serde_json::json!([
+            format!(
+                "arn:aws:ecs:us-east-1:{}:cluster/default",
+                berth.keys.account_id
+            ),
+            format!(
+                "arn:aws:ecs:us-east-1:{}:cluster/via-profile",
+                berth.keys.account_id
+            )
+        ])
     );
 
     // A restart on the same address and data dir: same key, profile left byte for byte.
@@ -168,5 +175,6 @@ fn open_auth_accepts_any_well_formed_signature_and_writes_no_profile() {
     let target = format!("{ECS}.ListClusters");
     let r = berth.post("/", &[("x-amz-target", &target)], b"{}");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["clusterArns"].as_array().map(Vec::len), Some(1));
+    // `open` and the `default` that `berth up` creates.
+    assert_eq!(r.json()["clusterArns"].as_array().map(Vec::len), Some(2));
 }

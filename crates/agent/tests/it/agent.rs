@@ -1,0 +1,438 @@
+//! The agent end to end against the fake runtime and the fake control plane: lifecycle,
+//! failures, restarts and outages. Waits are bounded; nothing asserts on timing.
+
+use crate::control_plane::{ControlPlane, JOIN_TOKEN};
+use berth_agent::{Agent, Config, Registered};
+use berth_agent_api::{AssignedTask, TaskState, labels};
+use berth_runtime::{Call, ContainerId, FakeRuntime, Runtime, RuntimeError};
+use parking_lot::Mutex;
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    join: tokio::task::JoinHandle<()>,
+    registered: Arc<Mutex<Vec<Registered>>>,
+}
+
+impl Running {
+    /// Stops the agent the way a signal does, and waits for it to end.
+    async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(WAIT, &mut self.join).await;
+    }
+}
+
+fn fake() -> FakeRuntime {
+    let f = FakeRuntime::new();
+    // Real time, so the sweeper's "stopped 10 minutes ago" means what it says.
+    f.set_clock(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    });
+    f
+}
+
+fn config(cp: &ControlPlane, dir: &Path) -> Config {
+    let mut c = Config::new(&cp.url(), "default", dir.to_path_buf());
+    c.join_token = Some(JOIN_TOKEN.into());
+    c.tick = Duration::from_millis(20);
+    c.max_backoff = Duration::from_millis(200);
+    c.attributes = vec![("stack".into(), Some("blue".into()))];
+    c
+}
+
+fn start(config: Config, runtime: Result<Runtime, RuntimeError>) -> Running {
+    let registered = Arc::new(Mutex::new(Vec::new()));
+    let seen = registered.clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    let agent = Agent::new(config, runtime).expect("agent");
+    let join = tokio::spawn(async move {
+        agent
+            .run(move |r| seen.lock().push(r.clone()), async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("agent run");
+    });
+    Running {
+        stop: Some(tx),
+        join,
+        registered,
+    }
+}
+
+async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn reported(cp: &ControlPlane, arn: &str, status: &str) -> TaskState {
+    eventually(&format!("{arn} {status}"), || {
+        cp.latest(arn).filter(|s| s.status == status)
+    })
+    .await
+}
+
+fn task(id: &str, containers: serde_json::Value) -> AssignedTask {
+    AssignedTask {
+        task_arn: format!("arn:aws:ecs:us-east-1:000000000000:task/default/{id}"),
+        desired_status: "RUNNING".into(),
+        task_definition: json!({
+            "family": "web", "revision": 3, "networkMode": "bridge",
+            "containerDefinitions": containers,
+        }),
+        overrides: json!({"containerOverrides": [{"name": "app", "environment": [{"name": "FROM", "value": "override"}]}]}),
+        reserved_ports: vec![],
+        stop_reason: None,
+    }
+}
+
+fn two_containers() -> serde_json::Value {
+    json!([
+        {"name": "app", "image": "app:1", "memory": 64, "stopTimeout": 7,
+         "portMappings": [{"containerPort": 80}],
+         "dependsOn": [{"containerName": "sidecar", "condition": "START"}]},
+        {"name": "sidecar", "image": "side:1", "essential": false, "memory": 32}
+    ])
+}
+
+/// The id of the container named `name` (definition name) of task `arn`.
+fn container(f: &FakeRuntime, arn: &str, name: &str) -> Option<ContainerId> {
+    f.container_ids().into_iter().find(|id| {
+        f.spec(id).is_some_and(|s| {
+            s.labels.get(labels::TASK_ARN).map(String::as_str) == Some(arn)
+                && s.labels.get(labels::CONTAINER_NAME).map(String::as_str) == Some(name)
+        })
+    })
+}
+
+fn creates(f: &FakeRuntime) -> usize {
+    f.calls()
+        .iter()
+        .filter(|c| matches!(c, Call::Create(_)))
+        .count()
+}
+
+#[tokio::test]
+async fn a_task_runs_and_an_essential_exit_stops_it() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = fake();
+    let agent = start(config(&cp, dir.path()), Ok(f.clone().into()));
+
+    let t = task("t1", two_containers());
+    let arn = t.task_arn.clone();
+    cp.assign(t);
+    let running = reported(&cp, &arn, "RUNNING").await;
+    assert!(running.pull_started_at.is_some() && running.pull_stopped_at.is_some());
+    assert!(running.started_at.is_some());
+    assert_eq!(running.health_status.as_deref(), Some("UNKNOWN"));
+    let app = running
+        .containers
+        .iter()
+        .find(|c| c.name == "app")
+        .expect("app reported");
+    assert_eq!(app.status, "RUNNING");
+    assert_eq!(app.network_bindings.len(), 1);
+    assert_eq!(app.network_bindings[0].container_port, 80);
+    assert_eq!(app.network_bindings[0].bind_ip, "127.0.0.1");
+
+    // The registration carried the node's resources and attributes.
+    let reg = cp.state.lock().registrations[0].clone();
+    assert_eq!(reg.resources.cpu, 2 * 1024);
+    assert_eq!(reg.resources.memory_mib, 4096 - 256);
+    assert!(reg.can_run_tasks);
+    assert!(reg.attributes.iter().any(|a| a.name == "ecs.os-type"));
+    assert!(
+        reg.attributes
+            .iter()
+            .any(|a| a.name == "stack" && a.value.as_deref() == Some("blue"))
+    );
+
+    // The sidecar started first (app depends on it); both carry ECS's labels.
+    let side = container(&f, &arn, "sidecar").expect("sidecar created");
+    let app_id = container(&f, &arn, "app").expect("app created");
+    let starts: Vec<ContainerId> = f
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Start(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts, [side.clone(), app_id.clone()]);
+    let spec = f.spec(&app_id).expect("spec");
+    assert_eq!(spec.labels[labels::CLUSTER], "default");
+    assert_eq!(spec.labels[labels::FAMILY], "web");
+    assert_eq!(spec.labels[labels::REVISION], "3");
+    assert_eq!(spec.labels[labels::INSTANCE], "inst-1");
+    assert!(spec.env.contains(&("FROM".into(), "override".into())));
+
+    // The essential container exits: the task stops, the sidecar with it.
+    f.exit(&app_id, 3);
+    let stopped = reported(&cp, &arn, "STOPPED").await;
+    assert_eq!(
+        stopped.stop_code.as_deref(),
+        Some("EssentialContainerExited")
+    );
+    assert_eq!(
+        stopped.stopped_reason.as_deref(),
+        Some("Essential container in task exited")
+    );
+    assert!(stopped.execution_stopped_at.is_some());
+    let app = stopped
+        .containers
+        .iter()
+        .find(|c| c.name == "app")
+        .expect("app");
+    assert_eq!((app.status.as_str(), app.exit_code), ("STOPPED", Some(3)));
+    let side_state = stopped
+        .containers
+        .iter()
+        .find(|c| c.name == "sidecar")
+        .expect("sidecar");
+    assert_eq!(side_state.status, "STOPPED");
+    assert!(f.calls().iter().any(|c| matches!(c, Call::Stop { id, timeout } if *id == side && *timeout == Duration::from_secs(30))));
+    // Only forward: the reporter may coalesce PENDING into RUNNING, never go back.
+    let seen = cp.statuses(&arn);
+    assert!(
+        seen == ["PENDING", "RUNNING", "STOPPED"] || seen == ["RUNNING", "STOPPED"],
+        "{seen:?}"
+    );
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn desired_stopped_stops_each_container_with_its_stop_timeout() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = fake();
+    let agent = start(config(&cp, dir.path()), Ok(f.clone().into()));
+    let t = task("t2", two_containers());
+    let arn = t.task_arn.clone();
+    cp.assign(t);
+    reported(&cp, &arn, "RUNNING").await;
+    let app = container(&f, &arn, "app").expect("app");
+    let side = container(&f, &arn, "sidecar").expect("sidecar");
+
+    cp.stop_task(&arn, "Scaling down");
+    let stopped = reported(&cp, &arn, "STOPPED").await;
+    assert_eq!(stopped.stop_code, None, "the server sets UserInitiated");
+    assert_eq!(stopped.stopped_reason.as_deref(), Some("Scaling down"));
+    let stops: Vec<(ContainerId, Duration)> = f
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Stop { id, timeout } => Some((id, timeout)),
+            _ => None,
+        })
+        .collect();
+    // Reverse dependency order: app (which depends on the sidecar) first.
+    assert_eq!(
+        stops,
+        [
+            (app, Duration::from_secs(7)),
+            (side, Duration::from_secs(30))
+        ]
+    );
+    for c in &stopped.containers {
+        assert_eq!((c.status.as_str(), c.exit_code), ("STOPPED", Some(0)));
+    }
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pull_failure_stops_the_task_with_cannot_pull_container_error() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = fake();
+    f.set_missing_image("nope:1", "manifest for nope:1 not found");
+    let agent = start(config(&cp, dir.path()), Ok(f.clone().into()));
+    let t = task(
+        "t3",
+        json!([{"name": "app", "image": "nope:1", "memory": 16}]),
+    );
+    let arn = t.task_arn.clone();
+    cp.assign(t);
+    let stopped = reported(&cp, &arn, "STOPPED").await;
+    assert_eq!(stopped.stop_code.as_deref(), Some("TaskFailedToStart"));
+    let reason = stopped.containers[0].reason.clone().unwrap_or_default();
+    assert_eq!(
+        reason,
+        "CannotPullContainerError: manifest for nope:1 not found"
+    );
+    assert_eq!(stopped.stopped_reason.as_deref(), Some(reason.as_str()));
+    assert!(stopped.pull_started_at.is_some() && stopped.started_at.is_none());
+    assert_eq!(creates(&f), 0);
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restarted_agent_adopts_its_containers_and_stops_orphans() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = fake();
+    let first = start(config(&cp, dir.path()), Ok(f.clone().into()));
+    let keep = task("keep", two_containers());
+    let orphan = task(
+        "orphan",
+        json!([{"name": "app", "image": "app:1", "memory": 16}]),
+    );
+    let (keep_arn, orphan_arn) = (keep.task_arn.clone(), orphan.task_arn.clone());
+    cp.assign(keep);
+    cp.assign(orphan);
+    reported(&cp, &keep_arn, "RUNNING").await;
+    reported(&cp, &orphan_arn, "RUNNING").await;
+    first.shutdown().await;
+    assert_eq!(creates(&f), 3);
+
+    // While the agent is down, the server forgets one task (say it was deregistered).
+    cp.state.lock().tasks.retain(|t| t.task_arn != orphan_arn);
+    let orphan_id = container(&f, &orphan_arn, "app").expect("orphan container");
+
+    let second = start(config(&cp, dir.path()), Ok(f.clone().into()));
+    let reg = eventually("re-registration", || {
+        second.registered.lock().first().cloned()
+    })
+    .await;
+    assert_eq!(
+        reg.instance_id, "inst-1",
+        "the same container instance comes back"
+    );
+    assert_eq!(cp.state.lock().instances.len(), 1);
+    let stopped = reported(&cp, &orphan_arn, "STOPPED").await;
+    assert_eq!(
+        stopped.containers[0].runtime_id.as_deref(),
+        Some(orphan_id.0.as_str())
+    );
+    assert!(
+        f.calls()
+            .iter()
+            .any(|c| matches!(c, Call::Stop { id, .. } if *id == orphan_id))
+    );
+
+    // The kept task runs on in the same containers: nothing is created again.
+    let app = container(&f, &keep_arn, "app").expect("app");
+    eventually("the adopted task is watched", || {
+        f.calls()
+            .iter()
+            .any(|c| matches!(c, Call::Inspect(id) if *id == app))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(creates(&f), 3);
+    assert!(
+        !f.calls()
+            .iter()
+            .any(|c| matches!(c, Call::Stop { id, .. } if *id == app))
+    );
+    cp.stop_task(&keep_arn, "done");
+    let stopped = reported(&cp, &keep_arn, "STOPPED").await;
+    assert!(stopped.containers.iter().all(|c| c.status == "STOPPED"));
+    assert_eq!(creates(&f), 3);
+    second.shutdown().await;
+}
+
+#[tokio::test]
+async fn tasks_keep_running_while_the_server_is_away_and_reports_arrive_later() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = fake();
+    let agent = start(config(&cp, dir.path()), Ok(f.clone().into()));
+    let t = task("t5", two_containers());
+    let arn = t.task_arn.clone();
+    cp.assign(t);
+    reported(&cp, &arn, "RUNNING").await;
+    let app = container(&f, &arn, "app").expect("app");
+
+    cp.stop();
+    // A while with no server: the task is left alone.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        !f.calls()
+            .iter()
+            .any(|c| matches!(c, Call::Stop { .. } | Call::Remove(_)))
+    );
+
+    // Something happens meanwhile; its report waits for the server.
+    f.exit(&app, 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(cp.latest(&arn).map(|s| s.status), Some("RUNNING".into()));
+
+    cp.restart().await;
+    let stopped = reported(&cp, &arn, "STOPPED").await;
+    assert_eq!(
+        stopped.stop_code.as_deref(),
+        Some("EssentialContainerExited")
+    );
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_node_without_a_runtime_registers_as_unable_to_run_tasks() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = start(
+        config(&cp, dir.path()),
+        Err(RuntimeError::Unavailable("no docker socket".into())),
+    );
+    let reg = eventually("registration", || agent.registered.lock().first().cloned()).await;
+    assert!(!reg.can_run_tasks);
+    assert!(
+        reg.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("no docker socket"))
+    );
+    let req = cp.state.lock().registrations[0].clone();
+    assert!(!req.can_run_tasks);
+    assert!(req.cannot_run_reason.is_some());
+    eventually("polling", || (cp.state.lock().polls > 0).then_some(())).await;
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn stopped_containers_are_removed_after_the_cleanup_delay() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = fake();
+    let mut c = config(&cp, dir.path());
+    c.cleanup_after = Duration::from_millis(100);
+    let agent = start(c, Ok(f.clone().into()));
+    let t = task(
+        "t6",
+        json!([{"name": "app", "image": "app:1", "memory": 16}]),
+    );
+    let arn = t.task_arn.clone();
+    cp.assign(t);
+    reported(&cp, &arn, "RUNNING").await;
+    let app = container(&f, &arn, "app").expect("app");
+    f.exit(&app, 0);
+    reported(&cp, &arn, "STOPPED").await;
+    eventually("removal", || {
+        f.calls()
+            .iter()
+            .any(|c| matches!(c, Call::Remove(id) if *id == app))
+            .then_some(())
+    })
+    .await;
+    agent.shutdown().await;
+}

@@ -1,0 +1,796 @@
+//! Task actions: RunTask, StartTask, StopTask, DescribeTasks, ListTasks.
+//!
+//! A task is placed in the same transaction that takes its resources from its instance (under
+//! the instance record's version), so concurrent RunTasks never oversubscribe an instance;
+//! stopping gives them back in the transaction that records STOPPED. The agent on the instance
+//! learns of tasks by polling (`nodes`), and reports what it observes.
+
+use crate::Ecs;
+use crate::common::{self, active_cluster, client, failure, invalid, resource_name};
+use crate::container_instances::{self, instance_id, new_id, put_instance};
+use crate::placement::{self, Candidate};
+use crate::records::{
+    ClusterRecord, ContainerInstanceRecord, TaskDefinitionRecord, TaskRecord, kinds, pair_key,
+};
+use berth_aws::{AwsError, RequestContext};
+use berth_model::task::{DesiredStatus, TaskStatus};
+use berth_shapes::{Timestamp, ecs as wire};
+use berth_store::{Expect, Op};
+use std::collections::HashMap;
+
+const MAX_COUNT: i32 = 10;
+
+pub(crate) fn put_task(partition: &str, t: &TaskRecord, expect: Expect) -> Result<Op, AwsError> {
+    Ok(Op::put(
+        kinds::TASK,
+        partition.to_string(),
+        pair_key(&t.cluster, &t.id),
+        serde_json::to_value(t).map_err(AwsError::internal)?,
+        expect,
+    ))
+}
+
+/// Records a task as STOPPED (once): timestamps, stop code and reason (keeping ones already
+/// set, e.g. by StopTask), containers STOPPED. Returns whether anything changed; the caller
+/// gives the task's resources back to its instance in the same transaction.
+pub(crate) fn mark_stopped(t: &mut TaskRecord, now: i64, code: &str, reason: &str) -> bool {
+    if t.last_status == TaskStatus::Stopped.as_str() {
+        return false;
+    }
+    t.last_status = TaskStatus::Stopped.as_str().into();
+    t.desired_status = DesiredStatus::Stopped.as_str().into();
+    t.stopping_at_ms.get_or_insert(now);
+    t.stopped_at_ms = Some(now);
+    t.execution_stopped_at_ms.get_or_insert(now);
+    if t.stop_code.is_none() {
+        t.stop_code = Some(code.into());
+    }
+    if t.stopped_reason.is_none() {
+        t.stopped_reason = Some(reason.into());
+    }
+    for c in &mut t.containers {
+        c.last_status = Some("STOPPED".into());
+    }
+    t.version += 1;
+    true
+}
+
+fn ts(ms: Option<i64>) -> Option<Timestamp> {
+    ms.map(Timestamp::from_millis)
+}
+
+pub(crate) fn to_wire(t: &TaskRecord, tags: bool) -> wire::Task {
+    wire::Task {
+        attachments: Some(vec![]),
+        attributes: Some(t.attributes.clone()),
+        availability_zone: None,
+        capacity_provider_name: None,
+        cluster_arn: Some(t.cluster_arn.clone()),
+        connectivity: t.connectivity_at_ms.map(|_| "CONNECTED".to_string()),
+        connectivity_at: ts(t.connectivity_at_ms),
+        container_instance_arn: Some(t.container_instance_arn.clone()),
+        containers: Some(t.containers.clone()),
+        cpu: Some(t.cpu.clone()),
+        created_at: ts(Some(t.created_at_ms)),
+        desired_status: Some(t.desired_status.clone()),
+        enable_execute_command: Some(t.enable_execute_command),
+        execution_stopped_at: ts(t.execution_stopped_at_ms),
+        group: Some(t.group.clone()),
+        health_status: Some(t.health_status.clone()),
+        inference_accelerators: None,
+        last_status: Some(t.last_status.clone()),
+        launch_type: Some(t.launch_type.clone()),
+        memory: Some(t.memory.clone()),
+        overrides: Some(t.overrides.clone()),
+        platform_version: None,
+        platform_family: None,
+        pull_started_at: ts(t.pull_started_at_ms),
+        pull_stopped_at: ts(t.pull_stopped_at_ms),
+        started_at: ts(t.started_at_ms),
+        started_by: t.started_by.clone(),
+        stop_code: t.stop_code.clone(),
+        stopped_at: ts(t.stopped_at_ms),
+        stopped_reason: t.stopped_reason.clone(),
+        stopping_at: ts(t.stopping_at_ms),
+        tags: tags.then(|| t.tags.clone()),
+        task_arn: Some(t.arn.clone()),
+        task_definition_arn: t.definition.task_definition_arn.clone(),
+        version: Some(t.version),
+        ephemeral_storage: None,
+        fargate_ephemeral_storage: None,
+    }
+}
+
+/// The task id an identifier names in `cluster`: an id, or a task ARN (long format with the
+/// cluster, or the old format without).
+fn task_id<'a>(ctx: &RequestContext, cluster: &str, ident: &'a str) -> Option<&'a str> {
+    let rest = resource_name(ctx, ident, "task")?;
+    let id = match rest.split_once('/') {
+        Some((c, id)) if c == cluster => id,
+        Some(_) => return None,
+        None => rest,
+    };
+    (!id.is_empty() && !id.contains('/') && !id.contains('|')).then_some(id)
+}
+
+/// What RunTask and StartTask share once the request is checked.
+struct Launch {
+    definition: wire::TaskDefinition,
+    definition_tags: Vec<wire::Tag>,
+    overrides: wire::TaskOverride,
+    group: String,
+    started_by: Option<String>,
+    tags: Vec<wire::Tag>,
+    distinct_instance: bool,
+    enable_execute_command: bool,
+    need: crate::records::Capacity,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn prepare(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    task_definition: Option<&str>,
+    overrides: Option<wire::TaskOverride>,
+    group: Option<String>,
+    started_by: Option<String>,
+    tags: Option<Vec<wire::Tag>>,
+    propagate_tags: Option<&str>,
+    constraints: &[wire::PlacementConstraint],
+    strategies: &[wire::PlacementStrategy],
+    enable_execute_command: bool,
+) -> Result<Launch, AwsError> {
+    let ident = task_definition.unwrap_or_default();
+    let (record, _): (TaskDefinitionRecord, u64) = crate::task_definitions::find(ecs, ctx, ident)
+        .await?
+        .ok_or_else(|| invalid("TaskDefinition not found."))?;
+    let definition = record.definition;
+    if definition.status.as_deref() != Some("ACTIVE") {
+        return Err(client("TaskDefinition is inactive"));
+    }
+    let compat = definition
+        .requires_compatibilities
+        .clone()
+        .unwrap_or_default();
+    if !compat.is_empty() && !compat.iter().any(|c| c == "EC2") {
+        return Err(client("Task definition does not support launch_type EC2."));
+    }
+    let mut overrides = overrides.unwrap_or_default();
+    let names: Vec<String> = definition
+        .container_definitions
+        .iter()
+        .flatten()
+        .filter_map(|c| c.name.clone())
+        .collect();
+    for o in overrides.container_overrides.iter().flatten() {
+        let name = o.name.as_deref().unwrap_or_default();
+        if !names.iter().any(|n| n == name) {
+            return Err(invalid(format!(
+                "Override for container named {name} is not a container in the TaskDefinition."
+            )));
+        }
+    }
+    for (s, parse) in [
+        (
+            overrides.cpu.as_deref(),
+            berth_model::ecs::parse_task_cpu as fn(&str) -> Option<u32>,
+        ),
+        (
+            overrides.memory.as_deref(),
+            berth_model::ecs::parse_task_memory,
+        ),
+    ] {
+        if let Some(s) = s
+            && parse(s).is_none()
+        {
+            return Err(invalid(format!("Invalid task override value '{s}'.")));
+        }
+    }
+    // ECS answers with an override entry per container, named even when nothing is changed.
+    let mut container_overrides = overrides.container_overrides.take().unwrap_or_default();
+    for n in &names {
+        if !container_overrides
+            .iter()
+            .any(|o| o.name.as_deref() == Some(n))
+        {
+            container_overrides.push(wire::ContainerOverride {
+                name: Some(n.clone()),
+                ..wire::ContainerOverride::default()
+            });
+        }
+    }
+    overrides.container_overrides = Some(container_overrides);
+    overrides
+        .inference_accelerator_overrides
+        .get_or_insert_with(Vec::new);
+    if constraints.len() > 10 {
+        return Err(invalid("At most 10 placement constraints are allowed."));
+    }
+    let mut distinct_instance = false;
+    for c in constraints {
+        match (c.r#type.as_deref(), c.expression.as_deref()) {
+            (Some("distinctInstance"), None) => distinct_instance = true,
+            (Some("distinctInstance"), Some(_)) => {
+                return Err(invalid(
+                    "distinctInstance placement constraints do not take an expression.",
+                ));
+            }
+            // memberOf is accepted and not yet evaluated: the query language is the
+            // scheduler's (issue 5).
+            (Some("memberOf"), Some(e)) if !e.trim().is_empty() => {}
+            (Some("memberOf"), _) => {
+                return Err(invalid(
+                    "memberOf placement constraints require an expression.",
+                ));
+            }
+            _ => return Err(invalid("Invalid placement constraint type.")),
+        }
+    }
+    if strategies.len() > 5 {
+        return Err(invalid("At most 5 placement strategies are allowed."));
+    }
+    for s in strategies {
+        match (s.r#type.as_deref(), s.field.as_deref()) {
+            (Some("random"), _) | (Some("spread" | "binpack"), Some(_)) => {}
+            _ => return Err(invalid("Invalid placement strategy.")),
+        }
+    }
+    let family = definition.family.clone().unwrap_or_default();
+    let group = group.unwrap_or_else(|| format!("family:{family}"));
+    if group.len() > 255 {
+        return Err(invalid("group must be at most 255 characters."));
+    }
+    if started_by.as_deref().is_some_and(|s| s.len() > 128) {
+        return Err(invalid("startedBy must be at most 128 characters."));
+    }
+    let mut tags = tags.unwrap_or_default();
+    common::check_tags(&tags)?;
+    let definition_tags = record.tags;
+    match propagate_tags {
+        Some("TASK_DEFINITION") => {
+            let mut merged = definition_tags.clone();
+            common::merge_tags(&mut merged, tags);
+            tags = merged;
+            common::check_tags(&tags)?;
+        }
+        Some("SERVICE") => {
+            return Err(invalid(
+                "propagateTags SERVICE is only valid for tasks started by a service.",
+            ));
+        }
+        _ => {}
+    }
+    let need = placement::demand(&definition, &overrides);
+    Ok(Launch {
+        definition,
+        definition_tags,
+        overrides,
+        group,
+        started_by,
+        tags,
+        distinct_instance,
+        enable_execute_command,
+        need,
+    })
+}
+
+fn new_task(
+    ctx: &RequestContext,
+    cluster: &ClusterRecord,
+    instance: &ContainerInstanceRecord,
+    launch: &Launch,
+    now: i64,
+) -> TaskRecord {
+    let id = new_id();
+    let arn = common::arn(ctx, format!("task/{}/{id}", cluster.name));
+    let container_override = |name: &Option<String>| {
+        launch
+            .overrides
+            .container_overrides
+            .iter()
+            .flatten()
+            .find(|o| o.name == *name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let containers = launch
+        .definition
+        .container_definitions
+        .iter()
+        .flatten()
+        .map(|c| {
+            let o = container_override(&c.name);
+            wire::Container {
+                container_arn: Some(common::arn(
+                    ctx,
+                    format!("container/{}/{id}/{}", cluster.name, uuid::Uuid::new_v4()),
+                )),
+                task_arn: Some(arn.clone()),
+                name: c.name.clone(),
+                image: c.image.clone(),
+                last_status: Some("PENDING".into()),
+                network_bindings: Some(vec![]),
+                network_interfaces: Some(vec![]),
+                health_status: Some("UNKNOWN".into()),
+                cpu: Some(o.cpu.or(c.cpu).unwrap_or(0).to_string()),
+                memory: o.memory.or(c.memory).map(|m| m.to_string()),
+                memory_reservation: o
+                    .memory_reservation
+                    .or(c.memory_reservation)
+                    .map(|m| m.to_string()),
+                ..wire::Container::default()
+            }
+        })
+        .collect();
+    let def = &launch.definition;
+    let cpu = launch
+        .overrides
+        .cpu
+        .clone()
+        .or_else(|| def.cpu.clone())
+        .unwrap_or_else(|| launch.need.cpu.to_string());
+    let memory = launch
+        .overrides
+        .memory
+        .clone()
+        .or_else(|| def.memory.clone())
+        .unwrap_or_else(|| launch.need.memory.to_string());
+    let attributes = instance
+        .attributes
+        .iter()
+        .filter(|a| a.name.as_deref() == Some("ecs.cpu-architecture"))
+        .map(|a| wire::Attribute {
+            name: a.name.clone(),
+            value: a.value.clone(),
+            target_type: None,
+            target_id: None,
+        })
+        .collect();
+    let _ = &launch.definition_tags;
+    TaskRecord {
+        cluster: cluster.name.clone(),
+        id,
+        arn,
+        cluster_arn: cluster.arn.clone(),
+        container_instance_id: instance.id.clone(),
+        container_instance_arn: instance.arn.clone(),
+        definition: launch.definition.clone(),
+        overrides: launch.overrides.clone(),
+        last_status: TaskStatus::Provisioning.as_str().into(),
+        desired_status: DesiredStatus::Running.as_str().into(),
+        containers,
+        group: launch.group.clone(),
+        started_by: launch.started_by.clone(),
+        launch_type: "EC2".into(),
+        cpu,
+        memory,
+        reserved: launch.need.clone(),
+        created_at_ms: now,
+        pull_started_at_ms: None,
+        pull_stopped_at_ms: None,
+        started_at_ms: None,
+        stopping_at_ms: None,
+        stopped_at_ms: None,
+        execution_stopped_at_ms: None,
+        connectivity_at_ms: None,
+        stop_code: None,
+        stopped_reason: None,
+        health_status: "UNKNOWN".into(),
+        tags: launch.tags.clone(),
+        attributes,
+        enable_execute_command: launch.enable_execute_command,
+        version: 1,
+    }
+}
+
+/// Places `count` tasks on `instances` (or one on each named instance when `targets` is
+/// given), writing the tasks and the instances' remaining resources in one transaction.
+async fn place(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    cluster: &ClusterRecord,
+    launch: &Launch,
+    count: usize,
+    targets: Option<&[String]>,
+) -> Result<(Vec<TaskRecord>, Vec<wire::Failure>), AwsError> {
+    let partition = ctx.partition();
+    common::transact(ecs, || async {
+        let now = ecs.now_ms();
+        let mut instances: Vec<(ContainerInstanceRecord, u64)> =
+            common::all_versioned::<ContainerInstanceRecord>(
+                ecs,
+                ctx,
+                kinds::CONTAINER_INSTANCE,
+                &format!("{}|", cluster.name),
+            )
+            .await?
+            .into_iter()
+            .filter(|(_, r, _)| {
+                targets.is_some_and(|t| t.contains(&r.id))
+                    || (targets.is_none() && r.status == "ACTIVE")
+            })
+            .map(|(_, r, v)| (r, v))
+            .collect();
+        if targets.is_none() && instances.is_empty() {
+            return Err(invalid(
+                "No Container Instances were found in your cluster.",
+            ));
+        }
+        let mut touched = vec![false; instances.len()];
+        let mut used = vec![false; instances.len()];
+        let mut tasks = Vec::new();
+        let mut failures: Vec<wire::Failure> = Vec::new();
+        let mut add_failure = |arn: String, reason: &str| {
+            if !failures.iter().any(|f| {
+                f.arn.as_deref() == Some(arn.as_str()) && f.reason.as_deref() == Some(reason)
+            }) {
+                failures.push(failure(arn, reason));
+            }
+        };
+        let rounds: Vec<Option<usize>> = match targets {
+            // StartTask: one task on each named instance, in the order given.
+            Some(t) => t
+                .iter()
+                .map(|id| instances.iter().position(|(r, _)| &r.id == id))
+                .collect(),
+            None => vec![None; count],
+        };
+        if let Some(t) = targets {
+            for (id, at) in t.iter().zip(&rounds) {
+                if at.is_none() {
+                    add_failure(
+                        container_instances::instance_arn(ctx, &cluster.name, id),
+                        "MISSING",
+                    );
+                }
+            }
+        }
+        for round in rounds {
+            let candidates: Vec<Candidate> = instances
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| round.is_none_or(|r| r == *i))
+                .map(|(i, (r, _))| Candidate {
+                    arn: r.arn.clone(),
+                    usable: r.can_run_tasks
+                        && container_instances::connected(r, now)
+                        && (r.status == "ACTIVE" || targets.is_some()),
+                    remaining: r.remaining.clone(),
+                    excluded: launch.distinct_instance && used[i],
+                })
+                .collect();
+            if targets.is_some() && round.is_none() {
+                continue;
+            }
+            // Map the candidate index back to the instance index.
+            let index: Vec<usize> = (0..instances.len())
+                .filter(|i| round.is_none_or(|r| r == *i))
+                .collect();
+            match placement::choose(&candidates, &launch.need) {
+                Ok(c) => {
+                    let i = index[c];
+                    let (r, _) = &mut instances[i];
+                    if r.status == "INACTIVE" {
+                        add_failure(r.arn.clone(), "INACTIVE");
+                        continue;
+                    }
+                    placement::take(&mut r.remaining, &launch.need);
+                    r.version += 1;
+                    touched[i] = true;
+                    used[i] = true;
+                    tasks.push(new_task(ctx, cluster, r, launch, now));
+                }
+                Err(misfits) => {
+                    for (arn, m) in misfits {
+                        add_failure(arn, m.reason());
+                    }
+                }
+            }
+        }
+        let mut ops = Vec::new();
+        for (i, (r, v)) in instances.iter().enumerate() {
+            if touched[i] {
+                ops.push(put_instance(&partition, r, Expect::Version(*v))?);
+            }
+        }
+        for t in &tasks {
+            ops.push(put_task(&partition, t, Expect::Absent)?);
+        }
+        Ok((ops, (tasks, failures)))
+    })
+    .await
+}
+
+/// Only the EC2 launch type runs on berth's agents today.
+fn check_launch_type(
+    launch_type: Option<&str>,
+    strategy: Option<&[wire::CapacityProviderStrategyItem]>,
+) -> Result<(), AwsError> {
+    let strategy = strategy.unwrap_or_default();
+    if launch_type.is_some() && !strategy.is_empty() {
+        return Err(invalid(
+            "Specifying both a launchType and capacityProviderStrategy is not supported.",
+        ));
+    }
+    if !strategy.is_empty() {
+        return Err(AwsError::client(
+            "UnsupportedFeatureException",
+            "berth does not support capacity provider strategies for RunTask yet; use launchType EC2.",
+        ));
+    }
+    match launch_type {
+        None | Some("EC2") => Ok(()),
+        Some(other) => Err(AwsError::client(
+            "UnsupportedFeatureException",
+            format!("berth does not support the {other} launch type yet; use EC2."),
+        )),
+    }
+}
+
+pub async fn run_task(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    req: wire::RunTaskRequest,
+) -> Result<wire::RunTaskResponse, AwsError> {
+    let (cluster, _) = active_cluster(ecs, ctx, req.cluster.as_deref()).await?;
+    check_launch_type(
+        req.launch_type.as_deref(),
+        req.capacity_provider_strategy.as_deref(),
+    )?;
+    let count = req.count.unwrap_or(1);
+    if !(1..=MAX_COUNT).contains(&count) {
+        return Err(invalid(format!("count must be between 1 and {MAX_COUNT}.")));
+    }
+    let launch = prepare(
+        ecs,
+        ctx,
+        req.task_definition.as_deref(),
+        req.overrides,
+        req.group,
+        req.started_by,
+        req.tags,
+        req.propagate_tags.as_deref(),
+        req.placement_constraints.as_deref().unwrap_or_default(),
+        req.placement_strategy.as_deref().unwrap_or_default(),
+        req.enable_execute_command.unwrap_or(false),
+    )
+    .await?;
+    let (tasks, failures) = place(ecs, ctx, &cluster, &launch, count as usize, None).await?;
+    Ok(wire::RunTaskResponse {
+        tasks: Some(tasks.iter().map(|t| to_wire(t, true)).collect()),
+        failures: Some(failures),
+    })
+}
+
+pub async fn start_task(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    req: wire::StartTaskRequest,
+) -> Result<wire::StartTaskResponse, AwsError> {
+    let (cluster, _) = active_cluster(ecs, ctx, req.cluster.as_deref()).await?;
+    let idents = req.container_instances.unwrap_or_default();
+    if idents.is_empty() || idents.len() > 10 {
+        return Err(invalid(
+            "containerInstances must contain between 1 and 10 container instances.",
+        ));
+    }
+    let mut ids = Vec::new();
+    for ident in &idents {
+        let id = instance_id(ctx, &cluster.name, ident)
+            .ok_or_else(|| invalid(format!("Invalid container instance '{ident}'.")))?;
+        ids.push(id.to_string());
+    }
+    let launch = prepare(
+        ecs,
+        ctx,
+        req.task_definition.as_deref(),
+        req.overrides,
+        req.group,
+        req.started_by,
+        req.tags,
+        req.propagate_tags.as_deref(),
+        &[],
+        &[],
+        req.enable_execute_command.unwrap_or(false),
+    )
+    .await?;
+    let (tasks, failures) = place(ecs, ctx, &cluster, &launch, ids.len(), Some(&ids)).await?;
+    Ok(wire::StartTaskResponse {
+        tasks: Some(tasks.iter().map(|t| to_wire(t, true)).collect()),
+        failures: Some(failures),
+    })
+}
+
+pub async fn stop_task(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    req: wire::StopTaskRequest,
+) -> Result<wire::StopTaskResponse, AwsError> {
+    let (cluster, _) = active_cluster(ecs, ctx, req.cluster.as_deref()).await?;
+    let ident = req.task.unwrap_or_default();
+    let not_found = || invalid("The referenced task was not found.");
+    let id = task_id(ctx, &cluster.name, &ident)
+        .ok_or_else(not_found)?
+        .to_string();
+    if req.reason.as_deref().is_some_and(|r| r.len() > 255) {
+        return Err(invalid("reason must be at most 255 characters."));
+    }
+    let reason = req
+        .reason
+        .clone()
+        .unwrap_or_else(|| "Task stopped by user".into());
+    let partition = ctx.partition();
+    let key = pair_key(&cluster.name, &id);
+    let task = common::transact(ecs, || async {
+        let (mut t, v) = common::get::<TaskRecord>(ecs, ctx, kinds::TASK, &key)
+            .await?
+            .ok_or_else(not_found)?;
+        if t.desired_status == DesiredStatus::Stopped.as_str() {
+            return Ok((vec![], t));
+        }
+        t.desired_status = DesiredStatus::Stopped.as_str().into();
+        t.stopping_at_ms.get_or_insert(ecs.now_ms());
+        t.stop_code = Some("UserInitiated".into());
+        t.stopped_reason = Some(reason.clone());
+        t.version += 1;
+        Ok((vec![put_task(&partition, &t, Expect::Version(v))?], t))
+    })
+    .await?;
+    Ok(wire::StopTaskResponse {
+        task: Some(to_wire(&task, true)),
+    })
+}
+
+pub async fn describe_tasks(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    req: wire::DescribeTasksRequest,
+) -> Result<wire::DescribeTasksResponse, AwsError> {
+    let (cluster, _) = active_cluster(ecs, ctx, req.cluster.as_deref()).await?;
+    let idents = req.tasks.unwrap_or_default();
+    if idents.is_empty() || idents.len() > 100 {
+        return Err(invalid("tasks must contain between 1 and 100 tasks."));
+    }
+    let tags = req.include.iter().flatten().any(|i| i == "TAGS");
+    let mut tasks = Vec::new();
+    let mut failures = Vec::new();
+    for ident in idents {
+        let found = match task_id(ctx, &cluster.name, &ident) {
+            Some(id) => {
+                common::get::<TaskRecord>(ecs, ctx, kinds::TASK, &pair_key(&cluster.name, id))
+                    .await?
+            }
+            None => None,
+        };
+        match found {
+            Some((t, _)) => tasks.push(to_wire(&t, tags)),
+            None => {
+                let arn = if ident.starts_with("arn:") {
+                    ident
+                } else {
+                    common::arn(ctx, format!("task/{}/{ident}", cluster.name))
+                };
+                failures.push(failure(arn, "MISSING"));
+            }
+        }
+    }
+    Ok(wire::DescribeTasksResponse {
+        tasks: Some(tasks),
+        failures: Some(failures),
+    })
+}
+
+pub async fn list_tasks(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    req: wire::ListTasksRequest,
+) -> Result<wire::ListTasksResponse, AwsError> {
+    let (cluster, _) = active_cluster(ecs, ctx, req.cluster.as_deref()).await?;
+    if req.service_name.is_some() {
+        // Services arrive with the scheduler (issue 5); until then none exists.
+        return Err(AwsError::client(
+            "ServiceNotFoundException",
+            "Service not found.",
+        ));
+    }
+    let instance = match req.container_instance.as_deref() {
+        Some(ident) => Some(
+            instance_id(ctx, &cluster.name, ident)
+                .ok_or_else(|| invalid(format!("Invalid container instance '{ident}'.")))?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let desired = req.desired_status.as_deref().unwrap_or("RUNNING");
+    let items: Vec<(String, String)> =
+        common::all::<TaskRecord>(ecs, ctx, kinds::TASK, &format!("{}|", cluster.name))
+            .await?
+            .into_iter()
+            .filter(|(_, t)| t.desired_status == desired)
+            .filter(|(_, t)| {
+                instance
+                    .as_ref()
+                    .is_none_or(|i| &t.container_instance_id == i)
+            })
+            .filter(|(_, t)| {
+                req.family
+                    .as_ref()
+                    .is_none_or(|f| t.definition.family.as_ref() == Some(f))
+            })
+            .filter(|(_, t)| {
+                req.started_by
+                    .as_ref()
+                    .is_none_or(|s| t.started_by.as_ref() == Some(s))
+            })
+            .filter(|(_, t)| req.launch_type.as_ref().is_none_or(|l| &t.launch_type == l))
+            .map(|(k, t)| (k, t.arn))
+            .collect();
+    let binding = common::binding(ctx, &format!("ListTasks.{}", cluster.name));
+    let (arns, next) = common::page(
+        ecs,
+        &binding,
+        items,
+        req.max_results,
+        req.next_token.as_deref(),
+        100,
+    )?;
+    Ok(wire::ListTasksResponse {
+        task_arns: Some(arns),
+        next_token: next,
+    })
+}
+
+/// Running and pending tasks per cluster, for DescribeClusters' counts.
+pub(crate) async fn counts(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    cluster: &str,
+) -> Result<HashMap<&'static str, i32>, AwsError> {
+    let mut out = HashMap::new();
+    for t in container_instances::live_tasks(ecs, ctx, cluster).await? {
+        let k = match TaskStatus::parse(&t.last_status) {
+            Some(s) if s.is_pending() => "pending",
+            _ => "running",
+        };
+        *out.entry(k).or_insert(0) += 1;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> RequestContext {
+        RequestContext {
+            account_id: "000000000000".into(),
+            region: "us-east-1".into(),
+            request_id: "r".into(),
+            access_key_id: None,
+        }
+    }
+
+    #[test]
+    fn task_ids_from_ids_and_arns() {
+        let c = ctx();
+        assert_eq!(task_id(&c, "default", "abc"), Some("abc"));
+        assert_eq!(
+            task_id(
+                &c,
+                "default",
+                "arn:aws:ecs:us-east-1:000000000000:task/default/abc"
+            ),
+            Some("abc")
+        );
+        assert_eq!(
+            task_id(
+                &c,
+                "default",
+                "arn:aws:ecs:us-east-1:000000000000:task/other/abc"
+            ),
+            None
+        );
+        assert_eq!(task_id(&c, "default", "a|b"), None);
+        assert_eq!(task_id(&c, "default", ""), None);
+    }
+}

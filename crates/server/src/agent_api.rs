@@ -1,0 +1,133 @@
+//! The agent endpoints (`berth-agent-api`'s paths under `/_berth/agent/v1`): JSON in, JSON
+//! out, errors as `ErrorBody` with a 4xx status (401 for a bad join or node token). The
+//! decisions are `berth_ecs::nodes`'; this file only moves bytes.
+//!
+//! Agents belong to the server's configured account and region: their container instances and
+//! tasks live in that partition, the one the AWS CLI's default profile reaches.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State as AxState;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use berth_agent_api as api;
+use berth_aws::RequestContext;
+use berth_ecs::Ecs;
+use berth_ecs::nodes::{self, NodeError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct AgentApi {
+    pub ecs: Ecs,
+    pub account_id: String,
+    pub region: String,
+    pub join_token: String,
+    /// How long a poll is held when nothing changed (`api::POLL_WAIT_SECS` in service).
+    pub poll_wait: Duration,
+}
+
+impl AgentApi {
+    fn ctx(&self) -> RequestContext {
+        RequestContext {
+            account_id: self.account_id.clone(),
+            region: self.region.clone(),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            access_key_id: None,
+        }
+    }
+}
+
+/// The routes. `CatchPanicLayer` answers a handler bug with a 500 instead of a dropped
+/// connection, as on the AWS routes.
+pub fn router(state: Arc<AgentApi>) -> Router {
+    Router::new()
+        .route(api::REGISTER, post(register))
+        .route(api::POLL, post(poll))
+        .route(api::STATE, post(state_report))
+        .with_state(state)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send + 'static>| {
+                error(&NodeError {
+                    status: 500,
+                    body: api::ErrorBody {
+                        code: "InternalError".into(),
+                        message: "an internal error occurred".into(),
+                    },
+                })
+            },
+        ))
+}
+
+fn json<T: Serialize>(value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (StatusCode::OK, [("content-type", "application/json")], body).into_response(),
+        Err(e) => {
+            tracing::error!("encoding an agent answer failed: {e}");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+fn error(e: &NodeError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = json(&e.body);
+    *r.status_mut() = status;
+    r
+}
+
+fn decode<T: DeserializeOwned>(body: &Bytes) -> Result<T, NodeError> {
+    serde_json::from_slice(body)
+        .map_err(|e| NodeError::bad_request(format!("the request body is not valid: {e}")))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+async fn register(AxState(s): AxState<Arc<AgentApi>>, body: Bytes) -> Response {
+    let result = async {
+        let req: api::RegisterRequest = decode(&body)?;
+        nodes::register(&s.ecs, &s.ctx(), &s.join_token, req).await
+    }
+    .await;
+    match result {
+        Ok(r) => json(&r),
+        Err(e) => error(&e),
+    }
+}
+
+async fn poll(AxState(s): AxState<Arc<AgentApi>>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let req: api::PollRequest = decode(&body)?;
+        nodes::poll(&s.ecs, &s.ctx(), bearer(&headers), req, s.poll_wait).await
+    }
+    .await;
+    match result {
+        Ok(r) => json(&r),
+        Err(e) => error(&e),
+    }
+}
+
+async fn state_report(
+    AxState(s): AxState<Arc<AgentApi>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let req: api::StateReport = decode(&body)?;
+        nodes::report(&s.ecs, &s.ctx(), bearer(&headers), req).await
+    }
+    .await;
+    match result {
+        Ok(()) => json(&serde_json::json!({})),
+        Err(e) => error(&e),
+    }
+}
