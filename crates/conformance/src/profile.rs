@@ -443,3 +443,96 @@ fn ecs_snapshot(b: &Map<String, Value>) -> Vec<(&'static str, Value)> {
     }
     calls
 }
+
+impl Profile {
+    /// ECR: a fixture repository holding one tagged image (an empty OCI index, which needs no
+    /// blobs), and page fixtures for the repository and image lists.
+    pub fn ecr() -> Profile {
+        Profile {
+            service: "ecr",
+            setup: Some(ecr_setup),
+            snapshot: |b| {
+                let mut calls = vec![("DescribeRepositories", json!({}))];
+                if let Some(repo) = b.get("repositoryName") {
+                    calls.push(("ListImages", json!({"repositoryName": repo})));
+                    calls.push(("DescribeImages", json!({"repositoryName": repo})));
+                }
+                if let Some(arn) = b.get("resourceArn") {
+                    calls.push(("ListTagsForResource", json!({"resourceArn": arn})));
+                }
+                calls
+            },
+            echoes: vec![],
+            page_fixtures: vec![
+                PageFixture {
+                    op: "DescribeRepositories",
+                    list_body: json!({}),
+                    count: 7,
+                    create: |c, i| {
+                        c.call(
+                            "CreateRepository",
+                            &json!({"repositoryName": format!("page-{i}")}),
+                        )
+                    },
+                },
+                PageFixture {
+                    op: "ListImages",
+                    list_body: json!({"repositoryName": "conformance"}),
+                    count: 7,
+                    create: |c, i| c.call("PutImage", &ecr_image(&format!("page-{i}"))),
+                },
+                PageFixture {
+                    op: "DescribeImages",
+                    list_body: json!({"repositoryName": "conformance"}),
+                    count: 7,
+                    create: |c, i| c.call("PutImage", &ecr_image(&format!("page-{i}"))),
+                },
+            ],
+            page_not_applicable: vec![],
+            waiter_scenarios: vec![],
+        }
+    }
+}
+
+/// A PutImage body for the fixture repository: an empty OCI index tagged (and made unique) by
+/// `tag`.
+fn ecr_image(tag: &str) -> Value {
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [],
+        "annotations": {"tag": tag},
+    });
+    json!({
+        "repositoryName": "conformance",
+        "imageTag": tag,
+        "imageManifest": manifest.to_string(),
+    })
+}
+
+fn ecr_setup(c: &Client) -> Result<Map<String, Value>> {
+    let repo = c.call(
+        "CreateRepository",
+        &json!({"repositoryName": "conformance"}),
+    )?;
+    let repo = repo
+        .json()
+        .filter(|_| repo.status == 200)
+        .ok_or_else(|| Error::Other(format!("fixture CreateRepository failed: {}", repo.text())))?;
+    let image = c.call("PutImage", &ecr_image("bound"))?;
+    if image.status != 200 {
+        return Err(Error::Other(format!(
+            "fixture PutImage failed: {}",
+            image.text()
+        )));
+    }
+    let bindings = json!({
+        "repositoryName": "conformance",
+        "resourceArn": repo["repository"]["repositoryArn"],
+        "imageTag": "bound",
+    });
+    match bindings {
+        Value::Object(m) => Ok(m),
+        _ => Err(Error::Other("bindings are an object".into())),
+    }
+}

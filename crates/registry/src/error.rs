@@ -43,6 +43,15 @@ pub enum RegistryError {
     NotFound,
     #[error("invalid tag")]
     TagInvalid,
+    /// A push would move a tag the repository's tag policy makes immutable. ECR's wording, which
+    /// docker prints after `tag invalid:`.
+    #[error(
+        "The image tag '{tag}' already exists in the '{repository}' repository and cannot be overwritten because the tag is immutable."
+    )]
+    TagImmutable { tag: String, repository: String },
+    /// Deleting a repository that still holds images, without `force`.
+    #[error("the repository '{0}' still holds images")]
+    RepositoryNotEmpty(String),
     /// A chunk did not start at the upload's current offset.
     #[error("chunk out of order; the upload is at offset {offset}")]
     RangeInvalid { location: String, offset: u64 },
@@ -106,6 +115,9 @@ impl RegistryError {
             Unsupported(_) => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED),
             NotFound => ("UNSUPPORTED", StatusCode::NOT_FOUND),
             TagInvalid => ("MANIFEST_INVALID", StatusCode::BAD_REQUEST),
+            // ECR answers an overwrite of an immutable tag with TAG_INVALID (400).
+            TagImmutable { .. } => ("TAG_INVALID", StatusCode::BAD_REQUEST),
+            RepositoryNotEmpty(_) => ("DENIED", StatusCode::CONFLICT),
             RangeInvalid { .. } => ("BLOB_UPLOAD_INVALID", StatusCode::RANGE_NOT_SATISFIABLE),
             RangeNotSatisfiable { .. } => ("BLOB_UNKNOWN", StatusCode::RANGE_NOT_SATISFIABLE),
             InvalidParameter(_) => ("UNSUPPORTED", StatusCode::BAD_REQUEST),

@@ -177,7 +177,7 @@ fn upload_location(name: &str, id: &str) -> String {
 }
 
 impl Registry {
-    fn part(&self) -> &str {
+    pub(crate) fn part(&self) -> &str {
         &self.inner.partition
     }
 
@@ -367,9 +367,56 @@ async fn put_manifest(
         .headers
         .get("content-type")
         .and_then(|v| v.to_str().ok());
+    let (tag, expected) = match reference {
+        Reference::Tag(t) => (Some(t.as_str()), None),
+        Reference::Digest(d) => (None, Some(d)),
+    };
+    let stored = store_manifest(registry, name, tag, expected, bytes, content_type).await?;
+    let mut headers = vec![
+        (
+            "location",
+            format!("/v2/{name}/manifests/{}", stored.digest),
+        ),
+        ("docker-content-digest", stored.digest.to_string()),
+    ];
+    if let Some(subject) = &stored.subject {
+        headers.push(("oci-subject", subject.clone()));
+    }
+    Ok(empty(StatusCode::CREATED, &headers))
+}
+
+/// What [`store_manifest`] did.
+pub(crate) struct Stored {
+    pub digest: Digest,
+    pub media_type: String,
+    pub subject: Option<String>,
+    /// The manifest was already in the repository before this push.
+    pub existed: bool,
+    /// The digest the tag named before this push, if it was set.
+    pub previous_tag_digest: Option<String>,
+}
+
+/// Validates a manifest and makes it visible in `name`, with `tag` when given, in one commit:
+/// the one path for both `PUT /v2/<name>/manifests/<ref>` and the ECR API's PutImage.
+/// `expected` is the digest the client named (checked against the bytes). Moving a tag the
+/// repository's [`crate::TagPolicy`] makes immutable is `TAG_INVALID`, decided inside the
+/// transaction so two racing pushes cannot both move it.
+pub(crate) async fn store_manifest(
+    registry: &Registry,
+    name: &str,
+    tag: Option<&str>,
+    expected: Option<&Digest>,
+    bytes: Vec<u8>,
+    content_type: Option<&str>,
+) -> Result<Stored, RegistryError> {
+    if let Some(t) = tag
+        && !path::valid_tag(t)
+    {
+        return Err(RegistryError::TagInvalid);
+    }
     let parsed = manifest::parse(&bytes, content_type)?;
-    let digest = match reference {
-        Reference::Digest(d) => {
+    let digest = match expected {
+        Some(d) => {
             let computed = Digest::of(d.algorithm(), &bytes);
             if &computed != d {
                 return Err(RegistryError::DigestMismatch {
@@ -379,7 +426,7 @@ async fn put_manifest(
             }
             computed
         }
-        Reference::Tag(_) => Digest::of(Algorithm::Sha256, &bytes),
+        None => Digest::of(Algorithm::Sha256, &bytes),
     };
     let size = bytes.len() as u64;
     // `parse` accepted the bytes as JSON, which is UTF-8.
@@ -402,7 +449,7 @@ async fn put_manifest(
     let part = registry.part().to_owned();
     let now = registry.now();
 
-    retry_on_conflict(store, || async {
+    let (existed, previous_tag_digest) = retry_on_conflict(store, || async {
         let mut ops = Vec::new();
         let mut missing = Vec::new();
         for blob in blobs.keys() {
@@ -484,33 +531,51 @@ async fn put_manifest(
                 Expect::Any,
             ));
         }
-        if let Reference::Tag(tag) = reference {
+        let mut previous = None;
+        if let Some(tag) = tag {
+            let key = records::key(name, tag);
+            let current: Option<(TagRecord, u64)> =
+                get_as(store, records::TAG, &part, &key).await?;
+            let expect = match &current {
+                Some((t, v)) => {
+                    if t.digest != digest_s {
+                        let policy = registry.tag_policy(name).await?;
+                        if policy.is_immutable(tag) {
+                            return Err(RegistryError::TagImmutable {
+                                tag: tag.to_owned(),
+                                repository: name.to_owned(),
+                            });
+                        }
+                    }
+                    previous = Some(t.digest.clone());
+                    Expect::Version(*v)
+                }
+                None => Expect::Absent,
+            };
             ops.push(Op::put(
                 records::TAG,
                 &part,
-                records::key(name, tag),
+                key,
                 to_value(&TagRecord {
                     digest: digest_s.clone(),
                     updated_at_ms: now,
                 })?,
-                Expect::Any,
+                expect,
             ));
         }
-        Ok((ops, ()))
+        Ok((ops, (existing.is_some(), previous)))
     })
     .await?;
-
-    let mut headers = vec![
-        ("location", format!("/v2/{name}/manifests/{digest}")),
-        ("docker-content-digest", digest_s.clone()),
-    ];
-    if let Some(subject) = &parsed.subject {
-        headers.push(("oci-subject", subject.digest.to_string()));
-    }
-    Ok(empty(StatusCode::CREATED, &headers))
+    Ok(Stored {
+        digest,
+        media_type: parsed.media_type.clone(),
+        subject: parsed.subject.as_ref().map(|s| s.digest.to_string()),
+        existed,
+        previous_tag_digest,
+    })
 }
 
-fn to_value<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, RegistryError> {
+pub(crate) fn to_value<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, RegistryError> {
     serde_json::to_value(v).map_err(|e| RegistryError::Internal(e.to_string()))
 }
 
@@ -547,46 +612,10 @@ async fn delete_manifest(
         }
         Reference::Digest(d) => {
             let digest = d.to_string();
-            let key = records::key(name, &digest);
-            retry_on_conflict(store, || async {
-                let Some((m, version)) =
-                    get_as::<ManifestRecord, _>(store, records::MANIFEST, &part, &key).await?
-                else {
-                    registry.require_repo(name).await?;
-                    return Err(RegistryError::ManifestUnknown(digest.clone()));
-                };
-                let mut ops = vec![Op::delete(
-                    records::MANIFEST,
-                    &part,
-                    &key,
-                    Expect::Version(version),
-                )];
-                for tag in registry
-                    .list_all(records::TAG, &records::prefix(name))
-                    .await?
-                {
-                    let points_here =
-                        tag.value.get("digest").and_then(|v| v.as_str()) == Some(digest.as_str());
-                    if points_here {
-                        ops.push(Op::delete(
-                            records::TAG,
-                            &part,
-                            tag.key,
-                            Expect::Version(tag.version),
-                        ));
-                    }
-                }
-                if let Some(subject) = &m.subject {
-                    ops.push(Op::delete(
-                        records::REFERRER,
-                        &part,
-                        records::referrer_key(name, subject, &digest),
-                        Expect::Any,
-                    ));
-                }
-                Ok((ops, ()))
-            })
-            .await?;
+            if registry.delete_image(name, &digest).await?.is_none() {
+                registry.require_repo(name).await?;
+                return Err(RegistryError::ManifestUnknown(digest));
+            }
         }
     }
     Ok(empty(StatusCode::ACCEPTED, &[]))

@@ -4,7 +4,8 @@
 //!
 //! **API Boundary:** the server mounts [`Registry::router`] and injects the store, the object
 //! store, the partition (`<account>/<region>`) and how clients authenticate ([`Access`]). The ECR
-//! JSON API will drive the same [`Registry`] (e.g. [`Registry::create_repository`]); nothing here
+//! JSON API drives the same [`Registry`] through the repository and image accessors of
+//! `images.rs` ([`Registry::create_repository_with`], [`Registry::images`], …); nothing here
 //! knows about SigV4 or awsJson.
 //!
 //! **Architecture Invariant:** a blob is visible under `blobs/` only once complete and verified;
@@ -15,6 +16,7 @@ pub mod digest;
 mod error;
 mod gc;
 mod http;
+mod images;
 pub mod manifest;
 pub mod path;
 mod records;
@@ -22,6 +24,7 @@ mod uploads;
 
 pub use error::{RegistryError, error_response};
 pub use gc::GcReport;
+pub use images::{ImageInfo, ManifestInfo, PutOutcome, RepositoryInfo, TagPolicy};
 
 use berth_store::{AnyStore, Expect, Op, Store};
 use object_store::ObjectStore;
@@ -78,8 +81,8 @@ impl std::fmt::Debug for Access {
 #[derive(Clone)]
 pub struct RegistryOptions {
     /// Push to a repository that does not exist creates it (ECR's "create on push"). Without
-    /// it, a push to an unknown repository is `NAME_UNKNOWN`, as in ECR before that feature; the
-    /// server turns it on until the ECR API (CreateRepository) is served.
+    /// it, a push to an unknown repository is `NAME_UNKNOWN`, as in ECR before that feature (the
+    /// server leaves it off: repositories come from the ECR API's CreateRepository).
     pub create_on_push: bool,
     /// Garbage collection leaves alone any blob written or linked more recently than this, so a
     /// push that uploaded its layers but not yet its manifest never loses them.
@@ -148,14 +151,16 @@ impl Registry {
         http::router(self.clone())
     }
 
-    /// Creates a repository. Returns `false` when it already existed (ECR maps that to
-    /// `RepositoryAlreadyExistsException`).
+    /// Creates a repository with default settings (all tags mutable). Returns `false` when it
+    /// already existed. The ECR API uses [`Registry::create_repository_with`].
     pub async fn create_repository(&self, name: &str) -> Result<bool, RegistryError> {
         if !path::valid_name(name) {
             return Err(RegistryError::NameInvalid(name.to_owned()));
         }
         let value = serde_json::to_value(records::RepositoryRecord {
             created_at_ms: self.now(),
+            tag_policy: TagPolicy::default(),
+            settings: serde_json::Value::Null,
         })
         .map_err(|e| RegistryError::Internal(e.to_string()))?;
         let op = Op::put(

@@ -26,12 +26,17 @@ pub fn referrer_key(repo: &str, subject: &str, digest: &str) -> String {
     format!("{repo}|{subject}|{digest}")
 }
 
-/// A repository. The ECR API will add its settings (tag mutability, scanning, encryption)
-/// beside `createdAtMs`; unknown fields are kept out of this slice's way by serde's defaults.
+/// A repository. `tagPolicy` is the one setting the registry itself enforces (on every manifest
+/// push); `settings` belongs to the API that manages repositories (ECR's encryption, scanning and
+/// tags) and is kept as it gave it. Both default, so records written before them still read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RepositoryRecord {
     pub created_at_ms: i64,
+    #[serde(default)]
+    pub tag_policy: crate::TagPolicy,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub settings: serde_json::Value,
 }
 
 /// A manifest in a repository. `body` is the document exactly as pushed (it was validated as

@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use berth_aws::sigv4::{self, Mode, Secret, SecretSource, Verifier};
 use berth_aws::validate::Patterns;
 use berth_aws::{AwsError, JsonService, RequestContext, json};
+use berth_ecr::Ecr;
 use berth_ecs::Ecs;
 use berth_store::{AnyStore, Store};
 use http_body_util::BodyExt;
@@ -21,6 +22,7 @@ use tracing::Instrument;
 
 /// The X-Amz-Target prefix of each awsJson service berth serves.
 const ECS_TARGET: &str = "AmazonEC2ContainerServiceV20141113";
+const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921";
 
 pub struct State {
     verifier: Verifier,
@@ -33,6 +35,7 @@ pub struct State {
     store: AnyStore,
     patterns: Patterns,
     ecs: Ecs,
+    ecr: Ecr,
 }
 
 /// The keys SigV4 verification accepts: the root key for now; IAM users come later.
@@ -48,7 +51,7 @@ impl SecretSource for Keys {
 }
 
 impl State {
-    pub fn new(config: &Config, identity: &Identity, store: AnyStore, ecs: Ecs) -> Self {
+    pub fn new(config: &Config, identity: &Identity, store: AnyStore, ecs: Ecs, ecr: Ecr) -> Self {
         let keys = Keys {
             access_key_id: identity.root.access_key_id.clone(),
             secret: Secret {
@@ -70,6 +73,7 @@ impl State {
             store,
             patterns: Patterns::default(),
             ecs,
+            ecr,
         }
     }
 }
@@ -119,7 +123,7 @@ async fn health() -> Response {
     (
         StatusCode::OK,
         [("content-type", "application/json")],
-        r#"{"status":"ready","services":["ecs"]}"#,
+        r#"{"status":"ready","services":["ecs","ecr"]}"#,
     )
         .into_response()
 }
@@ -254,6 +258,18 @@ async fn handle(
         ECS_TARGET => (
             serve(
                 &state.ecs,
+                &state.patterns,
+                ctx,
+                signed_service.as_deref(),
+                operation,
+                &bytes,
+            )
+            .await,
+            "1.1",
+        ),
+        ECR_TARGET => (
+            serve(
+                &state.ecr,
                 &state.patterns,
                 ctx,
                 signed_service.as_deref(),

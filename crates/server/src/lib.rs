@@ -44,10 +44,10 @@ pub mod error {
 /// The OCI registry, its object storage under `<data-dir>/registry` (`blobs/…` content-addressed,
 /// `uploads/…` staged), serving the configured account and region.
 ///
-/// Auth: `--auth open` lets anyone push and pull. Under SigV4, `/v2/` takes HTTP Basic with user
-/// `AWS` and the root secret access key as password. That is a stopgap until the ECR API's
-/// `GetAuthorizationToken` issues the 12-hour tokens `docker login` uses with ECR, which will
-/// replace it. `create_on_push` is on until the ECR API can create repositories.
+/// Auth: `--auth open` lets anyone push and pull. Under SigV4, `/v2/` takes HTTP Basic as ECR
+/// does: user `AWS` and an unexpired token from the ECR API's `GetAuthorizationToken` (signed
+/// with the token key, for the configured account). Repositories come from CreateRepository:
+/// a push to a missing one is `NAME_UNKNOWN`, as in ECR.
 fn open_registry(
     config: &Config,
     identity: &identity::Identity,
@@ -71,13 +71,15 @@ fn open_registry(
     let access = match config.auth {
         AuthMode::Open => berth_registry::Access::Open,
         AuthMode::Sigv4 => {
-            berth_registry::Access::fixed("AWS", identity.root.secret_access_key.clone())
+            let tokens = berth_ecr::AuthTokens::new(identity.token_key);
+            let account = config.account_id.clone();
+            let clock = berth_registry::system_clock();
+            berth_registry::Access::Basic(Arc::new(move |user: &str, password: &str| {
+                tokens.check_basic(user, password, &account, clock())
+            }))
         }
     };
-    let options = berth_registry::RegistryOptions {
-        create_on_push: true,
-        ..berth_registry::RegistryOptions::default()
-    };
+    let options = berth_registry::RegistryOptions::default();
     Ok(berth_registry::Registry::new(
         store,
         Arc::new(blobs),
@@ -85,6 +87,22 @@ fn open_registry(
         access,
         options,
     ))
+}
+
+/// Where clients reach the registry: the address berth really bound (so `repositoryUri` and
+/// `proxyEndpoint` work with `--listen 127.0.0.1:0`), with a wildcard listen address replaced by
+/// loopback, which clients cannot dial.
+fn registry_place(config: &Config, addr: SocketAddr) -> berth_ecr::RegistryPlace {
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    berth_ecr::RegistryPlace {
+        account_id: config.account_id.clone(),
+        region: config.region.clone(),
+        host: host.to_string(),
+    }
 }
 
 /// A started server: where it listens, and what a client needs to call it.
@@ -139,7 +157,13 @@ pub async fn run(
         create_default_cluster(&ecs, &config).await?;
     }
     let sweeper = tokio::spawn(liveness_sweep(ecs.clone(), config.clone()));
-    let state = Arc::new(http_api::State::new(&config, &identity, store, ecs));
+    let ecr = berth_ecr::Ecr::new(
+        registry.clone(),
+        identity.token_key,
+        registry_place(&config, addr),
+        berth_registry::system_clock(),
+    );
+    let state = Arc::new(http_api::State::new(&config, &identity, store, ecs, ecr));
     let app = http_api::router(state, &registry).merge(agent_api::router(agents));
     let started = Started {
         addr,

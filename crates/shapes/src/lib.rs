@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod ecr;
 pub mod ecs;
 
 /// A point in time as awsJson carries it: seconds since the Unix epoch, fractional.
@@ -28,5 +29,6 @@ pub struct Blob(pub String);
 
 /// The trimmed service models, as JSON text, by berth's module name for the service.
 pub mod models {
+    pub const ECR: &str = include_str!("../models/ecr.json");
     pub const ECS: &str = include_str!("../models/ecs.json");
 }

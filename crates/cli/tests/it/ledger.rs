@@ -1,8 +1,9 @@
-//! The operation ledger: every operation of botocore's ECS model is either served by berth or
-//! listed in `crates/ecs/unsupported-operations.txt` with a reason — never both, never neither.
-//! Black-box: berth itself is asked, with a minimal valid input generated from the model.
+//! The operation ledger: every operation of botocore's ECS and ECR models is either served by
+//! berth or listed in `crates/<service>/unsupported-operations.txt` with a reason — never both,
+//! never neither. Black-box: berth itself is asked, with a minimal valid input generated from
+//! the model.
 
-use crate::harness::{Berth, ECS, Opts};
+use crate::harness::{Berth, ECS, Opts, Response, sign_for};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -12,16 +13,30 @@ const UNSUPPORTED: &str = include_str!(concat!(
     "/../ecs/unsupported-operations.txt"
 ));
 
+const ECR_UNSUPPORTED: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../ecr/unsupported-operations.txt"
+));
+
+/// The awsJson target prefix of ECR.
+const ECR: &str = "AmazonEC2ContainerRegistry_V20150921";
+
 /// botocore's ECS service model, the spec berth follows.
 fn botocore_model() -> Value {
+    botocore_model_of("ecs/2014-11-13")
+}
+
+/// botocore's model of a service, by its `data/` folder (`ecr/2015-09-21`).
+fn botocore_model_of(folder: &str) -> Value {
     let script = r#"
 import botocore, gzip, os, sys
-path = os.path.join(os.path.dirname(botocore.__file__), "data", "ecs", "2014-11-13", "service-2.json.gz")
+path = os.path.join(os.path.dirname(botocore.__file__), "data", sys.argv[1], "service-2.json.gz")
 sys.stdout.write(gzip.open(path, "rt").read())
 "#;
     let out = Command::new("python3")
         .arg("-c")
         .arg(script)
+        .arg(folder)
         .output()
         .expect("run python3 (botocore must be installed: pip install botocore)");
     assert!(
@@ -72,16 +87,84 @@ fn minimal(shapes: &Map<String, Value>, shape: &str, depth: usize) -> Value {
 
 #[test]
 fn every_model_operation_is_implemented_or_listed_as_unsupported() {
-    let model = botocore_model();
-    assert_eq!(model["metadata"]["targetPrefix"], ECS);
+    let implemented = check_ledger(
+        &botocore_model(),
+        ECS,
+        "ECS",
+        UNSUPPORTED,
+        50,
+        |berth, name, input| berth.ecs(name, input),
+    );
+    // The operations this suite exercises elsewhere must be among the served ones.
+    for op in [
+        "CreateCluster",
+        "RegisterTaskDefinition",
+        "ListTaskDefinitions",
+        "TagResource",
+        "PutAccountSetting",
+    ] {
+        assert!(implemented.contains(op), "{op}");
+    }
+}
+
+#[test]
+fn every_ecr_operation_is_implemented_or_listed_as_unsupported() {
+    let implemented = check_ledger(
+        &botocore_model_of("ecr/2015-09-21"),
+        ECR,
+        "ECR",
+        ECR_UNSUPPORTED,
+        40,
+        |berth, name, input| {
+            let body = input.to_string();
+            let headers = sign_for(
+                "ecr",
+                berth.addr,
+                &berth.keys,
+                "us-east-1",
+                &format!("{ECR}.{name}"),
+                body.as_bytes(),
+                std::time::SystemTime::now(),
+            );
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            berth.post("/", &headers, body.as_bytes())
+        },
+    );
+    for op in [
+        "CreateRepository",
+        "DescribeImages",
+        "PutImage",
+        "GetAuthorizationToken",
+    ] {
+        assert!(implemented.contains(op), "{op}");
+    }
+}
+
+/// Asks a fresh berth every operation of `model` (awsJson `target`) through `call` and checks
+/// the answers against the `unsupported` ledger. Returns the operations berth serves.
+fn check_ledger(
+    model: &Value,
+    target: &str,
+    service: &str,
+    unsupported_txt: &str,
+    at_least: usize,
+    call: impl Fn(&Berth, &str, &Value) -> Response,
+) -> BTreeSet<String> {
+    assert_eq!(model["metadata"]["targetPrefix"], target);
     let shapes = model["shapes"].as_object().expect("shapes");
     let operations = model["operations"].as_object().expect("operations");
-    assert!(operations.len() > 50, "the ECS model has its operations");
+    assert!(
+        operations.len() > at_least,
+        "the {service} model has its operations"
+    );
 
     // The file: `Name: reason` per line, comments and blank lines aside.
     let mut listed: BTreeMap<&str, &str> = BTreeMap::new();
     let mut problems = Vec::new();
-    for line in UNSUPPORTED.lines() {
+    for line in unsupported_txt.lines() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -99,7 +182,7 @@ fn every_model_operation_is_implemented_or_listed_as_unsupported() {
         }
         if !operations.contains_key(name) {
             problems.push(format!(
-                "{name} is listed but is not an operation of the ECS model"
+                "{name} is listed but is not an operation of the {service} model"
             ));
         }
     }
@@ -111,7 +194,7 @@ fn every_model_operation_is_implemented_or_listed_as_unsupported() {
             Some(shape) => minimal(shapes, shape, 0),
             None => json!({}),
         };
-        let r = berth.ecs(name, &input);
+        let r = call(&berth, name, &input);
         let code = r.error_code();
         assert!(
             r.status < 500,
@@ -156,16 +239,7 @@ fn every_model_operation_is_implemented_or_listed_as_unsupported() {
         operations.len(),
         "implemented: {implemented:?}"
     );
-    // The operations this suite exercises elsewhere must be among the served ones.
-    for op in [
-        "CreateCluster",
-        "RegisterTaskDefinition",
-        "ListTaskDefinitions",
-        "TagResource",
-        "PutAccountSetting",
-    ] {
-        assert!(implemented.contains(op), "{op}");
-    }
+    implemented
 }
 
 #[test]

@@ -5,6 +5,7 @@
 mod bad_input;
 mod conformance;
 mod crash;
+mod ecr;
 mod ecs_api;
 mod harness;
 mod ledger;

@@ -1,7 +1,8 @@
 //! berth-registry's test binary (one per crate: link time matters): pure parsers first, then the
-//! router driven in-process, then a real server on loopback.
+//! router and the management accessors driven in-process, then a real server on loopback.
 
 mod component;
+mod images;
 mod parsers;
 mod streaming;
 mod support;

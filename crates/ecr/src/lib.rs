@@ -1,0 +1,162 @@
+//! The ECR API over awsJson 1.1 (`AmazonEC2ContainerRegistry_V20150921`) on berth's OCI
+//! registry: repositories, images, tags on repositories, and the 12-hour tokens `docker login`
+//! uses. One file per resource family, one function per action: typed request → ECR's rules →
+//! a [`Registry`] call (one store commit) → typed response.
+//!
+//! **API Boundary:** handlers see a validated, typed request and a [`RequestContext`]; they know
+//! nothing of HTTP or SigV4, and touch repositories and images only through [`Registry`]'s
+//! accessors. berth serves one registry (the server's account and region): ARNs, registry ids
+//! and repository URIs name it whatever region a request was signed for.
+
+mod auth;
+mod common;
+mod images;
+mod repositories;
+mod tags;
+
+pub use auth::AuthTokens;
+
+use berth_aws::model::ServiceModel;
+use berth_aws::token::TokenCodec;
+use berth_aws::{AwsError, JsonService, RequestContext, json};
+use berth_registry::Registry;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Operations berth does not serve yet, one per line as `Name: reason`. The operation ledger
+/// test checks that every operation of the model is either implemented or listed here.
+pub const UNSUPPORTED: &str = include_str!("../unsupported-operations.txt");
+
+/// Milliseconds since the Unix epoch. Injected so tests can fix time.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Where the one registry berth serves lives, as ECR names it.
+#[derive(Debug, Clone)]
+pub struct RegistryPlace {
+    pub account_id: String,
+    pub region: String,
+    /// `host:port` clients reach the registry at: the prefix of every `repositoryUri`.
+    pub host: String,
+}
+
+/// The ECR API family.
+#[derive(Clone)]
+pub struct Ecr {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    model: ServiceModel,
+    tokens: TokenCodec,
+    auth: AuthTokens,
+    place: RegistryPlace,
+    clock: Clock,
+}
+
+impl Ecr {
+    /// `token_key` signs pagination tokens and registry auth tokens (each with its own domain
+    /// separation); it must be stable across restarts so both stay valid.
+    pub fn new(
+        registry: Registry,
+        token_key: [u8; 32],
+        place: RegistryPlace,
+        clock: Clock,
+    ) -> Self {
+        let model = ServiceModel::parse(berth_shapes::models::ECR)
+            .expect("the ECR model compiled into berth parses");
+        Ecr {
+            inner: Arc::new(Inner {
+                registry,
+                model,
+                tokens: TokenCodec::new(token_key),
+                auth: AuthTokens::new(token_key),
+                place,
+                clock,
+            }),
+        }
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    pub(crate) fn place(&self) -> &RegistryPlace {
+        &self.inner.place
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        (self.inner.clock)()
+    }
+
+    pub(crate) fn tokens(&self) -> &TokenCodec {
+        &self.inner.tokens
+    }
+
+    pub(crate) fn auth(&self) -> &AuthTokens {
+        &self.inner.auth
+    }
+}
+
+/// Declares the implemented operations once, for both dispatch and [`JsonService::implements`].
+macro_rules! operations {
+    ($($name:literal => $module:ident :: $func:ident),* $(,)?) => {
+        const IMPLEMENTED: &[&str] = &[$($name),*];
+
+        impl Ecr {
+            async fn dispatch(&self, ctx: &RequestContext, op: &str, input: Value) -> Result<Vec<u8>, AwsError> {
+                match op {
+                    $($name => json::output(&$module::$func(self, ctx, json::input(input)?).await?),)*
+                    _ => Err(AwsError::client(
+                        "UnsupportedOperationException",
+                        format!("berth does not support the ECR operation {op} yet."),
+                    )),
+                }
+            }
+        }
+    };
+}
+
+operations! {
+    "CreateRepository" => repositories::create_repository,
+    "DescribeRepositories" => repositories::describe_repositories,
+    "DeleteRepository" => repositories::delete_repository,
+    "DescribeRegistry" => repositories::describe_registry,
+    "GetAuthorizationToken" => auth::get_authorization_token,
+    "ListImages" => images::list_images,
+    "DescribeImages" => images::describe_images,
+    "BatchGetImage" => images::batch_get_image,
+    "BatchDeleteImage" => images::batch_delete_image,
+    "PutImage" => images::put_image,
+    "TagResource" => tags::tag_resource,
+    "UntagResource" => tags::untag_resource,
+    "ListTagsForResource" => tags::list_tags_for_resource,
+}
+
+impl JsonService for Ecr {
+    fn model(&self) -> &ServiceModel {
+        &self.inner.model
+    }
+
+    fn validation_error_code(&self) -> &'static str {
+        "InvalidParameterException"
+    }
+
+    fn implements(&self, operation: &str) -> bool {
+        IMPLEMENTED.contains(&operation)
+    }
+
+    async fn call(
+        &self,
+        ctx: RequestContext,
+        operation: &str,
+        input: Value,
+    ) -> Result<Vec<u8>, AwsError> {
+        self.dispatch(&ctx, operation, input).await
+    }
+}
+
+/// Every operation berth implements, for the ledger and the conformance suite.
+pub fn implemented_operations() -> &'static [&'static str] {
+    IMPLEMENTED
+}
