@@ -63,6 +63,8 @@ pub struct Opts {
     pub allow_reset: bool,
     pub listen: String,
     pub dir: Option<Arc<TempDir>>,
+    /// `berth server` (no in-process agent) instead of `berth up`.
+    pub server_only: bool,
 }
 
 impl Default for Opts {
@@ -72,6 +74,7 @@ impl Default for Opts {
             allow_reset: true,
             listen: "127.0.0.1:0".into(),
             dir: None,
+            server_only: false,
         }
     }
 }
@@ -99,6 +102,12 @@ impl Opts {
         self.listen = addr.to_string();
         self
     }
+
+    /// Start `berth server`: the control plane alone, for tests that run `berth agent` apart.
+    pub fn server_only(mut self) -> Self {
+        self.server_only = true;
+        self
+    }
 }
 
 /// An access key pair and the account it belongs to.
@@ -119,7 +128,7 @@ impl Keys {
     }
 }
 
-/// A running `berth up`. Dropping it kills the process (SIGKILL).
+/// A running `berth up` (or `berth server`). Dropping it kills the process (SIGKILL).
 pub struct Berth {
     child: Mutex<Option<Child>>,
     pub pid: u32,
@@ -138,7 +147,7 @@ impl Berth {
         let data_dir = dir.path().join("data");
         let aws_dir = dir.path().join("aws");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
-        cmd.arg("up")
+        cmd.arg(if opts.server_only { "server" } else { "up" })
             .arg("--listen")
             .arg(&opts.listen)
             .arg("--data-dir")
@@ -425,6 +434,79 @@ impl Berth {
 }
 
 impl Drop for Berth {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A running `berth agent` process joined to a server. Dropping it kills the process (SIGKILL).
+pub struct AgentProcess {
+    child: Option<Child>,
+    output: Arc<Mutex<String>>,
+}
+
+impl AgentProcess {
+    /// `berth agent --server ENDPOINT --cluster CLUSTER --token <the harness's join token>
+    /// --data-dir DATA_DIR`. Returns at once: callers wait for the instance through the API.
+    pub fn start(endpoint: &str, cluster: &str, data_dir: &Path) -> AgentProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.arg("agent")
+            .arg("--server")
+            .arg(endpoint)
+            .arg("--cluster")
+            .arg(cluster)
+            .arg("--token")
+            .arg(berth_conformance::profile::AGENT_JOIN_TOKEN)
+            .arg("--data-dir")
+            .arg(data_dir);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("BERTH_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn berth agent");
+        let output = Arc::new(Mutex::new(String::new()));
+        for mut pipe in [
+            Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().expect("piped")),
+        ] {
+            let text = output.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    text.lock()
+                        .expect("lock")
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        AgentProcess {
+            child: Some(child),
+            output,
+        }
+    }
+
+    /// What the agent printed so far (stdout and stderr interleaved).
+    pub fn output(&self) -> String {
+        self.output.lock().expect("lock").clone()
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for AgentProcess {
     fn drop(&mut self) {
         self.kill();
     }

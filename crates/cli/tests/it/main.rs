@@ -7,6 +7,7 @@ mod conformance;
 mod crash;
 mod ecr;
 mod ecs_api;
+mod faults;
 mod harness;
 mod ledger;
 mod lifecycle;

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_secs(90);
 
 /// Removes what a test made in Docker, even when it fails half-way.
-struct DockerCleanup {
-    image: String,
-    task_arns: Vec<String>,
+pub(crate) struct DockerCleanup {
+    pub(crate) image: String,
+    pub(crate) task_arns: Vec<String>,
 }
 
 impl Drop for DockerCleanup {
@@ -34,7 +34,7 @@ impl Drop for DockerCleanup {
     }
 }
 
-fn docker(args: &[&str]) -> String {
+pub(crate) fn docker(args: &[&str]) -> String {
     let out = Command::new("docker")
         .args(args)
         .output()
@@ -43,7 +43,7 @@ fn docker(args: &[&str]) -> String {
 }
 
 /// A busybox image made from the host's busybox-static, under a name unique to this test.
-fn import_busybox(name: &str) -> String {
+pub(crate) fn import_busybox(name: &str) -> String {
     let dir = tempfile_dir(name);
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).expect("mkdir bin");

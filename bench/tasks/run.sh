@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# bench/tasks/run.sh: owns the task benchmark. It builds berth in release, imports a busybox
+# image from the host's busybox-static, starts `berth server` and a separate `berth agent` on
+# loopback with fresh data directories, runs bench/tasks/driver.py (RunTask -> RUNNING latency vs
+# docker create+start; 50 tasks vs 50 `docker run -d` -P 8; agent VmRSS with 50 tasks) and
+# prints one table. Everything it starts (processes, containers, the image) is removed on exit.
+# Knobs (environment): PORT (45680), N_LATENCY (20), POLL_MS (20), SKIP_BUILD=1,
+# PULL_BEHAVIOR (prefer-cached: like `docker create`, use the local image without asking a
+# registry; `default` makes the agent try a pull first, as ECS's agent does).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+PORT=${PORT:-45680}
+PULL_BEHAVIOR=${PULL_BEHAVIOR:-prefer-cached}
+TOKEN=berth-bench-join-token
+IMAGE=berth-bench/busybox:1
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-tasks.XXXXXX")
+PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    local ids
+    ids=$(docker ps -aq --filter label=berth-bench=1 2>/dev/null || true)
+    ids="$ids $(docker ps -aq --filter label=com.amazonaws.ecs.task-definition-family=berth-bench-sleep 2>/dev/null || true)"
+    # shellcheck disable=SC2086
+    [ -n "${ids// /}" ] && docker rm -f $ids >/dev/null 2>&1 || true
+    docker rmi -f "$IMAGE" >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [ -z "${SKIP_BUILD:-}" ]; then
+    (cd "$ROOT" && cargo build --release -p berth >&2)
+fi
+BERTH=$TARGET_DIR/release/berth
+
+# The image: the host's busybox-static, nothing pulled.
+mkdir -p "$WORK/rootfs/bin"
+cp /bin/busybox "$WORK/rootfs/bin/busybox"
+for a in sh sleep; do ln -s busybox "$WORK/rootfs/bin/$a"; done
+tar -C "$WORK/rootfs" -c . | docker import - "$IMAGE" >/dev/null
+
+"$BERTH" server --listen "127.0.0.1:$PORT" --data-dir "$WORK/server" \
+    --aws-config-dir "$WORK/aws" --auth sigv4 --join-token "$TOKEN" \
+    >"$WORK/server.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 200); do
+    grep -q "serving every API" "$WORK/server.log" 2>/dev/null && break
+    sleep 0.05
+done
+grep -q "serving every API" "$WORK/server.log" || { cat "$WORK/server.log" >&2; exit 1; }
+
+read -r KEY SECRET < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["root"]; print(r["access_key_id"], r["secret_access_key"])' "$WORK/server/identity.json")
+export AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET AWS_DEFAULT_REGION=us-east-1
+export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
+export BERTH_ENDPOINT="http://127.0.0.1:$PORT" BENCH_IMAGE=$IMAGE
+python3 -c 'import boto3,os; boto3.client("ecs", endpoint_url=os.environ["BERTH_ENDPOINT"]).create_cluster(clusterName="default")'
+
+"$BERTH" agent --server "$BERTH_ENDPOINT" --cluster default --token "$TOKEN" \
+    --data-dir "$WORK/agent" --image-pull-behavior "$PULL_BEHAVIOR" >"$WORK/agent.log" 2>&1 &
+AGENT_PID=$!
+PIDS+=("$AGENT_PID")
+export AGENT_PID
+
+echo "berth task benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, dockerd $(docker version -f '{{.Server.Version}}'), pull behavior $PULL_BEHAVIOR, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+python3 "$ROOT/bench/tasks/driver.py" || { tail -20 "$WORK/agent.log" "$WORK/server.log" >&2; exit 1; }
