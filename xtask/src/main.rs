@@ -16,7 +16,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The services berth serves, as (module name, botocore folder).
-const SERVICES: &[(&str, &str)] = &[("ecs", "ecs/2014-11-13"), ("ecr", "ecr/2015-09-21")];
+const SERVICES: &[(&str, &str)] = &[
+    ("ecs", "ecs/2014-11-13"),
+    ("ecr", "ecr/2015-09-21"),
+    ("logs", "logs/2014-03-28"),
+];
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

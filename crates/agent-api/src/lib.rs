@@ -24,6 +24,10 @@ pub const PREFIX: &str = "/_berth/agent/v1";
 pub const REGISTER: &str = "/_berth/agent/v1/register";
 pub const POLL: &str = "/_berth/agent/v1/poll";
 pub const STATE: &str = "/_berth/agent/v1/state";
+/// Container output for CloudWatch Logs (the `awslogs` log driver), authenticated by the node
+/// token like every other agent call: the agent holds no AWS credentials, so it cannot sign
+/// `PutLogEvents` itself, and the node token already proves which node is speaking.
+pub const LOGS: &str = "/_berth/agent/v1/logs";
 
 /// The longest a poll is held open before the server answers with the unchanged state.
 pub const POLL_WAIT_SECS: u64 = 20;
@@ -201,6 +205,40 @@ pub struct NetworkBinding {
     pub host_port: u16,
     /// `tcp` or `udp`.
     pub protocol: String,
+}
+
+/// Lines of one container for one log stream. An empty `events` asks only for the stream's
+/// `last_timestamp` (creating the stream, and with `create_group` the group), which is how a
+/// restarted agent resumes without shipping a line twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogBatch {
+    pub instance_id: String,
+    /// `awslogs-region`; the server's region when absent.
+    #[serde(default)]
+    pub region: Option<String>,
+    pub group: String,
+    pub stream: String,
+    /// `awslogs-create-group` is `"true"`.
+    #[serde(default)]
+    pub create_group: bool,
+    pub events: Vec<LogEvent>,
+}
+
+/// One line: Unix milliseconds and the text (without its newline).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEvent {
+    pub timestamp: i64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogBatchResponse {
+    /// The newest event timestamp the stream holds, after this batch.
+    #[serde(default)]
+    pub last_timestamp: Option<i64>,
+    /// How many events of the batch CloudWatch Logs' rules refused (too old, too new).
+    #[serde(default)]
+    pub rejected: usize,
 }
 
 /// Errors the agent endpoints answer with: `{"code": …, "message": …}` and a 4xx status.

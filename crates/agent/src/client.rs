@@ -106,6 +106,14 @@ impl Client {
         Ok(())
     }
 
+    pub async fn ship_logs(
+        &self,
+        token: &str,
+        req: &api::LogBatch,
+    ) -> Result<api::LogBatchResponse, ClientError> {
+        self.call(api::LOGS, Some(token), req).await
+    }
+
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         path: &str,

@@ -17,6 +17,7 @@
 
 pub mod client;
 pub mod holder;
+pub mod logship;
 mod reports;
 pub mod state;
 pub mod supervisor;
@@ -205,6 +206,7 @@ impl Agent {
             None => BTreeMap::new(),
         };
 
+        let shipper = logship::Shipper::new(self.client.clone(), token_rx.clone());
         let reporter = tokio::spawn(report_loop(
             self.client.clone(),
             self.reports.clone(),
@@ -246,6 +248,7 @@ impl Agent {
                         &mut adopted,
                         runtime.as_ref(),
                         &node,
+                        &shipper,
                     );
                 }
                 Err(ClientError::Unauthorized(msg)) => {
@@ -302,6 +305,7 @@ impl Agent {
     }
 
     /// Level-triggered: `assigned` is everything the server wants on this node.
+    #[allow(clippy::too_many_arguments)]
     fn reconcile(
         &self,
         assigned: Vec<api::AssignedTask>,
@@ -310,6 +314,7 @@ impl Agent {
         adopted: &mut BTreeMap<String, Adopted>,
         runtime: Option<&Runtime>,
         node: &NodeContext,
+        shipper: &logship::Shipper,
     ) {
         let listed: BTreeSet<String> = assigned.iter().map(|t| t.task_arn.clone()).collect();
         for t in assigned {
@@ -366,7 +371,8 @@ impl Agent {
                 self.config.tick,
                 self.config.pull_behavior,
                 adopted.remove(&t.task_arn).unwrap_or_default(),
-            );
+            )
+            .with_shipper(shipper.clone());
             let join = tokio::spawn(runner.run());
             tasks.insert(
                 t.task_arn.clone(),

@@ -54,6 +54,10 @@ pub(crate) struct TaskRunner {
     execution_stopped_at: Option<i64>,
     done: bool,
     last: Option<TaskState>,
+    /// Ships `awslogs` containers' output; `None` in tests that run no control plane.
+    shipper: Option<crate::logship::Shipper>,
+    /// Which containers already have a log follower.
+    shipping: Vec<bool>,
 }
 
 impl TaskRunner {
@@ -104,6 +108,8 @@ impl TaskRunner {
             execution_stopped_at: None,
             done: false,
             last: None,
+            shipper: None,
+            shipping: vec![false; n],
         }
     }
 
@@ -123,6 +129,43 @@ impl TaskRunner {
         }
     }
 
+    /// Ships the output of the task's `awslogs` containers through `shipper`.
+    pub fn with_shipper(mut self, shipper: crate::logship::Shipper) -> TaskRunner {
+        self.shipper = Some(shipper);
+        self
+    }
+
+    /// Starts a log follower for each `awslogs` container that has started and has none yet
+    /// (adopted containers included: the follower resumes after the last shipped line).
+    fn ship_logs(&mut self) {
+        let Some(shipper) = &self.shipper else {
+            return;
+        };
+        for i in 0..self.ids.len() {
+            if self.shipping[i]
+                || !matches!(
+                    self.status[i],
+                    Status::Running { .. } | Status::Exited { .. }
+                )
+            {
+                continue;
+            }
+            let (Some(target), Some(id)) =
+                (self.plan.containers[i].awslogs.clone(), self.ids[i].clone())
+            else {
+                continue;
+            };
+            let stream =
+                target.stream_name(&self.plan.containers[i].name, &self.plan.task_id, &id.0);
+            self.shipping[i] = true;
+            tokio::spawn(
+                shipper
+                    .clone()
+                    .follow(self.runtime.clone(), id, target, stream),
+            );
+        }
+    }
+
     pub async fn run(mut self) {
         let arn = self.plan.task_arn.clone();
         tracing::info!(task = %arn, "supervising task");
@@ -133,6 +176,7 @@ impl TaskRunner {
                 self.wait().await;
                 continue;
             }
+            self.ship_logs();
             let desired = self.desired.borrow().clone();
             let snapshot = Snapshot {
                 plan: &self.plan,

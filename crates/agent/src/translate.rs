@@ -118,6 +118,8 @@ pub struct ContainerPlan {
     pub essential: bool,
     pub depends_on: Vec<Dependency>,
     pub stop_timeout: Duration,
+    /// `logDriver: awslogs`: where the agent ships the container's output.
+    pub awslogs: Option<crate::logship::AwsLogs>,
     /// `spec.name` is deterministic per task (`ecs-<family>-<rev>-<name>-<task id>`), so a create
     /// repeated after a crash finds the container it made instead of making a second one.
     pub spec: ContainerSpec,
@@ -558,6 +560,7 @@ fn container_plan(
         essential: d.essential.unwrap_or(true),
         depends_on,
         stop_timeout,
+        awslogs: crate::logship::AwsLogs::of(d.log_configuration.as_ref()),
         spec,
     })
 }

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 pub struct AgentApi {
     pub ecs: Ecs,
+    pub logs: berth_logs::Logs,
     pub account_id: String,
     pub region: String,
     pub join_token: String,
@@ -47,6 +48,7 @@ pub fn router(state: Arc<AgentApi>) -> Router {
         .route(api::REGISTER, post(register))
         .route(api::POLL, post(poll))
         .route(api::STATE, post(state_report))
+        .route(api::LOGS, post(log_batch))
         .with_state(state)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send + 'static>| {
@@ -128,6 +130,68 @@ async fn state_report(
     .await;
     match result {
         Ok(()) => json(&serde_json::json!({})),
+        Err(e) => error(&e),
+    }
+}
+
+/// Container output shipped by an agent (`awslogs`), ingested through the same path as
+/// `PutLogEvents`. The node token is checked by an empty state report, which only reads.
+async fn log_batch(
+    AxState(s): AxState<Arc<AgentApi>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let req: api::LogBatch = decode(&body)?;
+        nodes::report(
+            &s.ecs,
+            &s.ctx(),
+            bearer(&headers),
+            api::StateReport {
+                instance_id: req.instance_id.clone(),
+                tasks: Vec::new(),
+            },
+        )
+        .await?;
+        let mut ctx = s.ctx();
+        if let Some(region) = req.region.filter(|r| !r.is_empty()) {
+            ctx.region = region;
+        }
+        let refused = |e: berth_aws::AwsError| NodeError {
+            status: e.status.as_u16(),
+            body: api::ErrorBody {
+                code: e.code.into_owned(),
+                message: e.message,
+            },
+        };
+        let events = req
+            .events
+            .into_iter()
+            .map(|e| berth_logs::LineEvent {
+                timestamp: e.timestamp,
+                message: e.message,
+            })
+            .collect::<Vec<_>>();
+        let sent = events.len();
+        let out = s
+            .logs
+            .put_events(&ctx, &req.group, &req.stream, events, req.create_group)
+            .await
+            .map_err(refused)?;
+        let last_timestamp = s
+            .logs
+            .last_event_timestamp(&ctx, &req.group, &req.stream)
+            .await
+            .map_err(refused)?;
+        let rejected = sent.saturating_sub(out.accepted);
+        Ok::<_, NodeError>(api::LogBatchResponse {
+            last_timestamp,
+            rejected,
+        })
+    }
+    .await;
+    match result {
+        Ok(r) => json(&r),
         Err(e) => error(&e),
     }
 }

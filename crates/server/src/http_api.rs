@@ -15,6 +15,7 @@ use berth_aws::validate::Patterns;
 use berth_aws::{AwsError, JsonService, RequestContext, json};
 use berth_ecr::Ecr;
 use berth_ecs::Ecs;
+use berth_logs::Logs;
 use berth_store::{AnyStore, Store};
 use http_body_util::BodyExt;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tracing::Instrument;
 /// The X-Amz-Target prefix of each awsJson service berth serves.
 const ECS_TARGET: &str = "AmazonEC2ContainerServiceV20141113";
 const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921";
+const LOGS_TARGET: &str = "Logs_20140328";
 
 pub struct State {
     verifier: Verifier,
@@ -36,6 +38,7 @@ pub struct State {
     patterns: Patterns,
     ecs: Ecs,
     ecr: Ecr,
+    logs: Logs,
 }
 
 /// The keys SigV4 verification accepts: the root key for now; IAM users come later.
@@ -51,7 +54,14 @@ impl SecretSource for Keys {
 }
 
 impl State {
-    pub fn new(config: &Config, identity: &Identity, store: AnyStore, ecs: Ecs, ecr: Ecr) -> Self {
+    pub fn new(
+        config: &Config,
+        identity: &Identity,
+        store: AnyStore,
+        ecs: Ecs,
+        ecr: Ecr,
+        logs: Logs,
+    ) -> Self {
         let keys = Keys {
             access_key_id: identity.root.access_key_id.clone(),
             secret: Secret {
@@ -74,6 +84,7 @@ impl State {
             patterns: Patterns::default(),
             ecs,
             ecr,
+            logs,
         }
     }
 }
@@ -123,7 +134,7 @@ async fn health() -> Response {
     (
         StatusCode::OK,
         [("content-type", "application/json")],
-        r#"{"status":"ready","services":["ecs","ecr"]}"#,
+        r#"{"status":"ready","services":["ecs","ecr","logs"]}"#,
     )
         .into_response()
 }
@@ -270,6 +281,18 @@ async fn handle(
         ECR_TARGET => (
             serve(
                 &state.ecr,
+                &state.patterns,
+                ctx,
+                signed_service.as_deref(),
+                operation,
+                &bytes,
+            )
+            .await,
+            "1.1",
+        ),
+        LOGS_TARGET => (
+            serve(
+                &state.logs,
                 &state.patterns,
                 ctx,
                 signed_service.as_deref(),

@@ -146,8 +146,14 @@ pub async fn run(
         .clone()
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| identity.join_token.clone());
+    let logs = berth_logs::Logs::new(
+        store.clone(),
+        identity.token_key,
+        berth_logs::system_clock(),
+    );
     let agents = Arc::new(agent_api::AgentApi {
         ecs: ecs.clone(),
+        logs: logs.clone(),
         account_id: config.account_id.clone(),
         region: config.region.clone(),
         join_token: join_token.clone(),
@@ -163,7 +169,10 @@ pub async fn run(
         registry_place(&config, addr),
         berth_registry::system_clock(),
     );
-    let state = Arc::new(http_api::State::new(&config, &identity, store, ecs, ecr));
+    let logs_sweeper = tokio::spawn(logs_sweep(logs.clone()));
+    let state = Arc::new(http_api::State::new(
+        &config, &identity, store, ecs, ecr, logs,
+    ));
     let app = http_api::router(state, &registry).merge(agent_api::router(agents));
     let started = Started {
         addr,
@@ -190,6 +199,7 @@ pub async fn run(
         .await
         .map_err(Error::Serve);
     sweeper.abort();
+    logs_sweeper.abort();
     served
 }
 
@@ -215,6 +225,21 @@ async fn create_default_cluster(ecs: &berth_ecs::Ecs, config: &Config) -> Result
     .await
     .map(|_| ())
     .map_err(|e| Error::Setup(format!("creating the cluster 'default': {e}")))
+}
+
+/// Deletes log events past their group's retention, every ten minutes (reads already hide
+/// them; the sweep is what bounds the store's growth).
+async fn logs_sweep(logs: berth_logs::Logs) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match logs.sweep().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(batches = n, "logs: swept expired events"),
+            Err(e) => tracing::warn!("logs: retention sweep failed: {e}"),
+        }
+    }
 }
 
 /// Stops the tasks of agents silent for longer than `node_grace_secs`, and forgets STOPPED

@@ -1,4 +1,4 @@
-//! The operation ledger: every operation of botocore's ECS and ECR models is either served by
+//! The operation ledger: every operation of botocore's ECS, ECR and CloudWatch Logs models is either served by
 //! berth or listed in `crates/<service>/unsupported-operations.txt` with a reason — never both,
 //! never neither. Black-box: berth itself is asked, with a minimal valid input generated from
 //! the model.
@@ -20,6 +20,14 @@ const ECR_UNSUPPORTED: &str = include_str!(concat!(
 
 /// The awsJson target prefix of ECR.
 const ECR: &str = "AmazonEC2ContainerRegistry_V20150921";
+
+const LOGS_UNSUPPORTED: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../logs/unsupported-operations.txt"
+));
+
+/// The awsJson target prefix of CloudWatch Logs.
+const LOGS: &str = "Logs_20140328";
 
 /// botocore's ECS service model, the spec berth follows.
 fn botocore_model() -> Value {
@@ -138,6 +146,42 @@ fn every_ecr_operation_is_implemented_or_listed_as_unsupported() {
         "DescribeImages",
         "PutImage",
         "GetAuthorizationToken",
+    ] {
+        assert!(implemented.contains(op), "{op}");
+    }
+}
+
+#[test]
+fn every_logs_operation_is_implemented_or_listed_as_unsupported() {
+    let implemented = check_ledger(
+        &botocore_model_of("logs/2014-03-28"),
+        LOGS,
+        "CloudWatch Logs",
+        LOGS_UNSUPPORTED,
+        50,
+        |berth, name, input| {
+            let body = input.to_string();
+            let headers = sign_for(
+                "logs",
+                berth.addr,
+                &berth.keys,
+                "us-east-1",
+                &format!("{LOGS}.{name}"),
+                body.as_bytes(),
+                std::time::SystemTime::now(),
+            );
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            berth.post("/", &headers, body.as_bytes())
+        },
+    );
+    for op in [
+        "CreateLogGroup",
+        "PutLogEvents",
+        "GetLogEvents",
+        "FilterLogEvents",
     ] {
         assert!(implemented.contains(op), "{op}");
     }

@@ -11,6 +11,7 @@ mod faults;
 mod harness;
 mod ledger;
 mod lifecycle;
+mod logs;
 mod profile;
 mod task_definition_clients;
 mod tasks;
