@@ -45,3 +45,78 @@ pub trait JsonService: Send + Sync + 'static {
         input: Value,
     ) -> impl Future<Output = Result<Vec<u8>, AwsError>> + Send;
 }
+
+/// What [`json_service!`] expands to needs, reachable through `$crate` so API-family crates
+/// need not depend on these themselves.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde_json::Value;
+}
+
+/// Declares an API family's implemented operations once, and from that list generates the
+/// dispatch, the [`JsonService`] impl, and `implemented_operations()` (which the operation
+/// ledger and the conformance suite read). Each handler is `async fn(&Service,
+/// &RequestContext, TypedRequest) -> Result<TypedResponse, AwsError>`.
+///
+/// ```ignore
+/// berth_aws::json_service! {
+///     service: Ecs,
+///     title: "ECS",
+///     validation_error: "InvalidParameterException",
+///     model: |ecs| &ecs.inner.model,
+///     operations: { "ListClusters" => clusters::list_clusters }
+/// }
+/// ```
+#[macro_export]
+macro_rules! json_service {
+    (
+        service: $service:ty,
+        title: $title:literal,
+        validation_error: $code:literal,
+        model: |$this:ident| $model:expr,
+        operations: { $($name:literal => $module:ident :: $func:ident),* $(,)? } $(,)?
+    ) => {
+        const IMPLEMENTED: &[&str] = &[$($name),*];
+
+        /// Every operation berth implements, for the ledger and the conformance suite.
+        pub fn implemented_operations() -> &'static [&'static str] {
+            IMPLEMENTED
+        }
+
+        impl $crate::JsonService for $service {
+            fn model(&self) -> &$crate::model::ServiceModel {
+                let $this = self;
+                $model
+            }
+
+            fn validation_error_code(&self) -> &'static str {
+                $code
+            }
+
+            fn implements(&self, operation: &str) -> bool {
+                IMPLEMENTED.contains(&operation)
+            }
+
+            async fn call(
+                &self,
+                ctx: $crate::RequestContext,
+                operation: &str,
+                input: $crate::service::__private::Value,
+            ) -> Result<Vec<u8>, $crate::AwsError> {
+                let ctx = &ctx;
+                match operation {
+                    $($name => $crate::json::output(
+                        &$module::$func(self, ctx, $crate::json::input(input)?).await?,
+                    ),)*
+                    _ => Err($crate::AwsError::client(
+                        "UnsupportedOperationException",
+                        format!(
+                            concat!("berth does not support the ", $title, " operation {} yet."),
+                            operation
+                        ),
+                    )),
+                }
+            }
+        }
+    };
+}

@@ -18,17 +18,13 @@ pub use auth::AuthTokens;
 
 use berth_aws::model::ServiceModel;
 use berth_aws::token::TokenCodec;
-use berth_aws::{AwsError, JsonService, RequestContext, json};
+pub use berth_model::clock::{Clock, system_clock};
 use berth_registry::Registry;
-use serde_json::Value;
 use std::sync::Arc;
 
 /// Operations berth does not serve yet, one per line as `Name: reason`. The operation ledger
 /// test checks that every operation of the model is either implemented or listed here.
 pub const UNSUPPORTED: &str = include_str!("../unsupported-operations.txt");
-
-/// Milliseconds since the Unix epoch. Injected so tests can fix time.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// Where the one registry berth serves lives, as ECR names it.
 #[derive(Debug, Clone)]
@@ -98,26 +94,12 @@ impl Ecr {
     }
 }
 
-/// Declares the implemented operations once, for both dispatch and [`JsonService::implements`].
-macro_rules! operations {
-    ($($name:literal => $module:ident :: $func:ident),* $(,)?) => {
-        const IMPLEMENTED: &[&str] = &[$($name),*];
-
-        impl Ecr {
-            async fn dispatch(&self, ctx: &RequestContext, op: &str, input: Value) -> Result<Vec<u8>, AwsError> {
-                match op {
-                    $($name => json::output(&$module::$func(self, ctx, json::input(input)?).await?),)*
-                    _ => Err(AwsError::client(
-                        "UnsupportedOperationException",
-                        format!("berth does not support the ECR operation {op} yet."),
-                    )),
-                }
-            }
-        }
-    };
-}
-
-operations! {
+berth_aws::json_service! {
+    service: Ecr,
+    title: "ECR",
+    validation_error: "InvalidParameterException",
+    model: |this| &this.inner.model,
+    operations: {
     "CreateRepository" => repositories::create_repository,
     "DescribeRepositories" => repositories::describe_repositories,
     "DeleteRepository" => repositories::delete_repository,
@@ -131,32 +113,5 @@ operations! {
     "TagResource" => tags::tag_resource,
     "UntagResource" => tags::untag_resource,
     "ListTagsForResource" => tags::list_tags_for_resource,
-}
-
-impl JsonService for Ecr {
-    fn model(&self) -> &ServiceModel {
-        &self.inner.model
     }
-
-    fn validation_error_code(&self) -> &'static str {
-        "InvalidParameterException"
-    }
-
-    fn implements(&self, operation: &str) -> bool {
-        IMPLEMENTED.contains(&operation)
-    }
-
-    async fn call(
-        &self,
-        ctx: RequestContext,
-        operation: &str,
-        input: Value,
-    ) -> Result<Vec<u8>, AwsError> {
-        self.dispatch(&ctx, operation, input).await
-    }
-}
-
-/// Every operation berth implements, for the ledger and the conformance suite.
-pub fn implemented_operations() -> &'static [&'static str] {
-    IMPLEMENTED
 }

@@ -21,9 +21,8 @@ mod tasks;
 
 use berth_aws::model::ServiceModel;
 use berth_aws::token::TokenCodec;
-use berth_aws::{AwsError, JsonService, RequestContext, json};
+pub use berth_model::clock::{Clock, system_clock};
 use berth_store::AnyStore;
-use serde_json::Value;
 use std::sync::Arc;
 
 pub use records::{ContainerInstanceRecord, TaskRecord, kinds};
@@ -31,18 +30,6 @@ pub use records::{ContainerInstanceRecord, TaskRecord, kinds};
 /// Operations berth does not serve yet, one per line as `Name: reason`. The operation ledger
 /// test checks that every operation of the model is either implemented or listed here.
 pub const UNSUPPORTED: &str = include_str!("../unsupported-operations.txt");
-
-/// Milliseconds since the Unix epoch. Injected so tests can fix time.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
-    })
-}
 
 /// The ECS API family.
 #[derive(Clone)]
@@ -86,26 +73,12 @@ impl Ecs {
     }
 }
 
-/// Declares the implemented operations once, for both dispatch and [`JsonService::implements`].
-macro_rules! operations {
-    ($($name:literal => $module:ident :: $func:ident),* $(,)?) => {
-        const IMPLEMENTED: &[&str] = &[$($name),*];
-
-        impl Ecs {
-            async fn dispatch(&self, ctx: &RequestContext, op: &str, input: Value) -> Result<Vec<u8>, AwsError> {
-                match op {
-                    $($name => json::output(&$module::$func(self, ctx, json::input(input)?).await?),)*
-                    _ => Err(AwsError::client(
-                        "UnsupportedOperationException",
-                        format!("berth does not support the ECS operation {op} yet."),
-                    )),
-                }
-            }
-        }
-    };
-}
-
-operations! {
+berth_aws::json_service! {
+    service: Ecs,
+    title: "ECS",
+    validation_error: "InvalidParameterException",
+    model: |this| &this.inner.model,
+    operations: {
     "CreateCluster" => clusters::create_cluster,
     "DescribeClusters" => clusters::describe_clusters,
     "ListClusters" => clusters::list_clusters,
@@ -143,32 +116,5 @@ operations! {
     "StopTask" => tasks::stop_task,
     "DescribeTasks" => tasks::describe_tasks,
     "ListTasks" => tasks::list_tasks,
-}
-
-impl JsonService for Ecs {
-    fn model(&self) -> &ServiceModel {
-        &self.inner.model
     }
-
-    fn validation_error_code(&self) -> &'static str {
-        "InvalidParameterException"
-    }
-
-    fn implements(&self, operation: &str) -> bool {
-        IMPLEMENTED.contains(&operation)
-    }
-
-    async fn call(
-        &self,
-        ctx: RequestContext,
-        operation: &str,
-        input: Value,
-    ) -> Result<Vec<u8>, AwsError> {
-        self.dispatch(&ctx, operation, input).await
-    }
-}
-
-/// Every operation berth implements, for the ledger and the conformance suite.
-pub fn implemented_operations() -> &'static [&'static str] {
-    IMPLEMENTED
 }

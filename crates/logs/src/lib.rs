@@ -24,9 +24,8 @@ mod streams;
 
 use berth_aws::model::ServiceModel;
 use berth_aws::token::TokenCodec;
-use berth_aws::{AwsError, JsonService, RequestContext, json};
+pub use berth_model::clock::{Clock, system_clock};
 use berth_store::AnyStore;
-use serde_json::Value;
 use std::sync::Arc;
 
 pub use events::{IngestOutcome, LineEvent};
@@ -34,19 +33,6 @@ pub use events::{IngestOutcome, LineEvent};
 /// Operations berth does not serve yet, one per line as `Name: reason`. The operation ledger
 /// test checks that every operation of the model is either implemented or listed here.
 pub const UNSUPPORTED: &str = include_str!("../unsupported-operations.txt");
-
-/// Milliseconds since the Unix epoch. Injected so tests can fix time.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-/// The wall clock.
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
-    })
-}
 
 /// The CloudWatch Logs API family.
 #[derive(Clone)]
@@ -90,26 +76,12 @@ impl Logs {
     }
 }
 
-/// Declares the implemented operations once, for both dispatch and [`JsonService::implements`].
-macro_rules! operations {
-    ($($name:literal => $module:ident :: $func:ident),* $(,)?) => {
-        const IMPLEMENTED: &[&str] = &[$($name),*];
-
-        impl Logs {
-            async fn dispatch(&self, ctx: &RequestContext, op: &str, input: Value) -> Result<Vec<u8>, AwsError> {
-                match op {
-                    $($name => json::output(&$module::$func(self, ctx, json::input(input)?).await?),)*
-                    _ => Err(AwsError::client(
-                        "UnsupportedOperationException",
-                        format!("berth does not support the CloudWatch Logs operation {op} yet."),
-                    )),
-                }
-            }
-        }
-    };
-}
-
-operations! {
+berth_aws::json_service! {
+    service: Logs,
+    title: "CloudWatch Logs",
+    validation_error: "InvalidParameterException",
+    model: |this| &this.inner.model,
+    operations: {
     "CreateLogGroup" => groups::create_log_group,
     "DescribeLogGroups" => groups::describe_log_groups,
     "DeleteLogGroup" => groups::delete_log_group,
@@ -121,32 +93,5 @@ operations! {
     "PutLogEvents" => events::put_log_events,
     "GetLogEvents" => events::get_log_events,
     "FilterLogEvents" => events::filter_log_events,
-}
-
-impl JsonService for Logs {
-    fn model(&self) -> &ServiceModel {
-        &self.inner.model
     }
-
-    fn validation_error_code(&self) -> &'static str {
-        "InvalidParameterException"
-    }
-
-    fn implements(&self, operation: &str) -> bool {
-        IMPLEMENTED.contains(&operation)
-    }
-
-    async fn call(
-        &self,
-        ctx: RequestContext,
-        operation: &str,
-        input: Value,
-    ) -> Result<Vec<u8>, AwsError> {
-        self.dispatch(&ctx, operation, input).await
-    }
-}
-
-/// Every operation berth implements, for the ledger and the conformance suite.
-pub fn implemented_operations() -> &'static [&'static str] {
-    IMPLEMENTED
 }

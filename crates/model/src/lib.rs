@@ -5,6 +5,7 @@
 //! Protocol adapters translate wire shapes into calls on these types.
 
 pub mod arn;
+pub mod clock;
 pub mod ecs;
 pub mod task;
 

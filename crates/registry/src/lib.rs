@@ -26,22 +26,11 @@ pub use error::{RegistryError, error_response};
 pub use gc::GcReport;
 pub use images::{ImageInfo, ManifestInfo, PutOutcome, RepositoryInfo, TagPolicy};
 
+pub use berth_model::clock::{Clock, system_clock};
 use berth_store::{AnyStore, Expect, Op, Store};
 use object_store::ObjectStore;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Milliseconds since the Unix epoch; injected so tests control time.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
-    })
-}
 
 /// Checks a user name and password from an HTTP Basic `Authorization` header.
 pub type BasicVerifier = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
