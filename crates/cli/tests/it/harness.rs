@@ -811,56 +811,9 @@ pub fn sign_for(
 
 // ---- JSON comparison ----
 
-/// Every place where `expected` is not contained in `actual`: each member of an expected object
-/// must be in the actual object with a contained value (the actual object may have more
-/// members — defaults a server adds); arrays must have the same length and contain element by
-/// element, in order; scalars must be equal (numbers by value, so 1 and 1.0 agree).
-pub fn subset_diffs(expected: &Value, actual: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    walk("$", expected, actual, &mut out);
-    out
-}
-
-fn walk(path: &str, expected: &Value, actual: &Value, out: &mut Vec<String>) {
-    match (expected, actual) {
-        (Value::Object(e), Value::Object(a)) => {
-            for (k, ev) in e {
-                let p = format!("{path}.{k}");
-                match a.get(k) {
-                    Some(av) => walk(&p, ev, av, out),
-                    None => out.push(format!("{p}: missing (expected {ev})")),
-                }
-            }
-        }
-        (Value::Array(e), Value::Array(a)) => {
-            if e.len() != a.len() {
-                out.push(format!(
-                    "{path}: {} elements expected, {} found ({actual})",
-                    e.len(),
-                    a.len()
-                ));
-                return;
-            }
-            for (i, (ev, av)) in e.iter().zip(a).enumerate() {
-                walk(&format!("{path}[{i}]"), ev, av, out);
-            }
-        }
-        (Value::Number(e), Value::Number(a)) => {
-            let same = match (e.as_i64(), a.as_i64()) {
-                (Some(x), Some(y)) => x == y,
-                _ => e.as_f64() == a.as_f64(),
-            };
-            if !same {
-                out.push(format!("{path}: expected {e}, found {a}"));
-            }
-        }
-        (e, a) => {
-            if e != a {
-                out.push(format!("{path}: expected {e}, found {a}"));
-            }
-        }
-    }
-}
+/// Every place where `expected` is not contained in `actual` (objects may have more members, as
+/// servers add defaults); the conformance suite's own comparison, so both judge alike.
+pub use berth_conformance::check::subset_diffs;
 
 /// Panics with every difference when `expected` is not contained in `actual`.
 #[track_caller]
