@@ -337,6 +337,9 @@ fn walk(path: &str, expected: &Value, actual: &Value, out: &mut Vec<String>) {
                 out.push(format!("{path}: expected {e}, found {a}"));
             }
         }
+        // An identifier sent short comes back as the long ARN of the same resource
+        // (`web:3` → `arn:aws:ecs:…:task-definition/web:3`), as AWS answers.
+        (Value::String(e), Value::String(a)) if is_long_form_of(a, e) => {}
         (e, a) => {
             if e != a {
                 out.push(format!("{path}: expected {e}, found {a}"));
@@ -345,10 +348,29 @@ fn walk(path: &str, expected: &Value, actual: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// Whether `arn` is an ARN whose resource part ends with the identifier `short`.
+fn is_long_form_of(arn: &str, short: &str) -> bool {
+    !short.is_empty()
+        && !short.starts_with("arn:")
+        && arn.starts_with("arn:")
+        && arn
+            .strip_suffix(short)
+            .is_some_and(|head| head.ends_with('/') || head.ends_with(':'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn short_identifiers_match_their_long_arn_only() {
+        let arn = "arn:aws:ecs:us-east-1:0:task-definition/web:3";
+        assert!(subset_diffs(&json!({"td": "web:3"}), &json!({"td": arn})).is_empty());
+        assert!(!subset_diffs(&json!({"td": "eb:3"}), &json!({"td": arn})).is_empty());
+        assert!(!subset_diffs(&json!({"td": "web:4"}), &json!({"td": arn})).is_empty());
+        assert!(!subset_diffs(&json!({"td": "web:3"}), &json!({"td": "x/web:3"})).is_empty());
+    }
 
     fn model() -> Model {
         Model {

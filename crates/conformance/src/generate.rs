@@ -477,6 +477,20 @@ impl<'a> Generator<'a> {
     }
 
     /// A value of `shape`.
+    /// Whether a bound value fits `shape`: same JSON type, and for a list, every element fits
+    /// the member shape (a binding named `services` holds service names, which must not land in
+    /// a list of structures that happens to share the member name).
+    fn fits(&self, bound: &Value, shape: &str) -> bool {
+        let s = self.shape(shape);
+        if !fits_top(bound, &s) {
+            return false;
+        }
+        match (bound, s["member"]["shape"].as_str()) {
+            (Value::Array(items), Some(member)) => items.iter().all(|i| self.fits(i, member)),
+            _ => true,
+        }
+    }
+
     fn value(&mut self, shape: &str, mode: Mode, depth: usize) -> Value {
         let s = self.shape(shape);
         if s["document"].as_bool() == Some(true) {
@@ -500,7 +514,7 @@ impl<'a> Generator<'a> {
                     let bound = self
                         .bindings
                         .get(&name)
-                        .filter(|b| self.bind && fits(b, &self.shape(&member_shape)))
+                        .filter(|b| self.bind && self.fits(b, &member_shape))
                         .cloned();
                     let v = match bound {
                         // A null binding leaves the member out of bound requests.
@@ -608,7 +622,9 @@ pub fn members_of(shape: &Value) -> Vec<(String, String)> {
 
 /// Whether a binding can stand for a member of `shape`: the same JSON type (members of one name
 /// can differ in type across shapes, like a task's string `cpu` and a container's integer one).
-fn fits(bound: &Value, shape: &Value) -> bool {
+/// Whether a bound value has the type of `shape` at its top (lists are checked further by
+/// [`Generator::fits`]).
+fn fits_top(bound: &Value, shape: &Value) -> bool {
     matches!(
         (bound, shape["type"].as_str().unwrap_or_default()),
         (Value::Null, _)

@@ -132,6 +132,25 @@ impl Profile {
                     },
                 },
                 Echo {
+                    create: "CreateService",
+                    describe: "DescribeServices",
+                    lookups: |req, resp| {
+                        let svc = &resp["service"];
+                        let cluster = req.get("cluster").cloned().unwrap_or(json!("default"));
+                        vec![
+                            (
+                                "name".into(),
+                                json!({"cluster": cluster, "services": [svc["serviceName"]], "include": ["TAGS"]}),
+                            ),
+                            (
+                                "full ARN".into(),
+                                json!({"cluster": cluster, "services": [svc["serviceArn"]], "include": ["TAGS"]}),
+                            ),
+                        ]
+                    },
+                    pick: |_, d| d["services"].get(0).cloned(),
+                },
+                Echo {
                     create: "CreateCapacityProvider",
                     describe: "DescribeCapacityProviders",
                     lookups: |_, resp| {
@@ -169,6 +188,28 @@ impl Profile {
                 },
             ],
             page_fixtures: vec![
+                PageFixture {
+                    op: "ListServices",
+                    list_body: json!({"cluster": "conformance"}),
+                    count: 7,
+                    create: |c, i| c.call("CreateService", &service(&format!("page-{i}"))),
+                },
+                PageFixture {
+                    op: "ListServiceDeployments",
+                    list_body: json!({"cluster": "conformance", "service": "paged"}),
+                    count: 7,
+                    create: |c, i| {
+                        if i == 0 {
+                            c.call("CreateService", &service("paged"))
+                        } else {
+                            c.call(
+                                "UpdateService",
+                                &json!({"cluster": "conformance", "service": "paged",
+                                        "forceNewDeployment": true}),
+                            )
+                        }
+                    },
+                },
                 PageFixture {
                     op: "ListClusters",
                     list_body: json!({}),
@@ -262,10 +303,11 @@ impl Profile {
                 },
             ],
             page_not_applicable: vec![],
-            // Add `("ServicesStable", services_stable)` and `ServicesInactive` when services land.
             waiter_scenarios: vec![
                 ("TasksRunning", |c| agent_task(c, &["RUNNING"])),
                 ("TasksStopped", |c| agent_task(c, &["RUNNING", "STOPPED"])),
+                ("ServicesStable", services_stable),
+                ("ServicesInactive", services_inactive),
             ],
         }
     }
@@ -286,38 +328,49 @@ pub fn container_instance() -> Value {
 /// The join token the suites start berth with, so a scenario can act as a node agent.
 pub const AGENT_JOIN_TOKEN: &str = "berth-conformance-join-token";
 
+/// The JSON of a 200 answer, or what went wrong.
+fn ok_json(r: Response, what: &str) -> std::result::Result<Value, String> {
+    r.json()
+        .filter(|_| r.status == 200)
+        .ok_or_else(|| format!("{what} failed: {} {}", r.status, r.text()))
+}
+
+/// A cluster named `cluster`, a task definition of the same family, and a node this scenario
+/// plays the agent of, joined to the cluster: the node's registration answer.
+fn agent_node(c: &Client, cluster: &str) -> std::result::Result<Value, String> {
+    use berth_agent_api as agent;
+    let text = |e: Error| e.to_string();
+    ok_json(
+        c.call("CreateCluster", &json!({"clusterName": cluster}))
+            .map_err(text)?,
+        "CreateCluster",
+    )?;
+    ok_json(
+        c.call("RegisterTaskDefinition", &task_definition(cluster))
+            .map_err(text)?,
+        "RegisterTaskDefinition",
+    )?;
+    ok_json(
+        c.post_json(
+            agent::REGISTER,
+            None,
+            &json!({"cluster": cluster, "join_token": AGENT_JOIN_TOKEN,
+                    "resources": {"cpu": 1024, "memory_mib": 1024},
+                    "version": {"agent_version": "conformance"},
+                    "can_run_tasks": true, "host_id": format!("conformance-{cluster}")}),
+        )
+        .map_err(text)?,
+        "agent register",
+    )
+}
+
 /// Runs a task on a node this scenario plays the agent of, reporting `statuses` in order, and
 /// returns the waiter arguments naming it.
 fn agent_task(c: &Client, statuses: &[&str]) -> std::result::Result<Value, String> {
     use berth_agent_api as agent;
     let text = |e: Error| e.to_string();
-    let ok = |r: Response, what: &str| {
-        r.json()
-            .filter(|_| r.status == 200)
-            .ok_or_else(|| format!("{what} failed: {} {}", r.status, r.text()))
-    };
-    ok(
-        c.call("CreateCluster", &json!({"clusterName": "waiters"}))
-            .map_err(text)?,
-        "CreateCluster",
-    )?;
-    ok(
-        c.call("RegisterTaskDefinition", &task_definition("waiters"))
-            .map_err(text)?,
-        "RegisterTaskDefinition",
-    )?;
-    let node = ok(
-        c.post_json(
-            agent::REGISTER,
-            None,
-            &json!({"cluster": "waiters", "join_token": AGENT_JOIN_TOKEN,
-                    "resources": {"cpu": 1024, "memory_mib": 1024},
-                    "version": {"agent_version": "conformance"},
-                    "can_run_tasks": true, "host_id": "conformance"}),
-        )
-        .map_err(text)?,
-        "agent register",
-    )?;
+    let node = agent_node(c, "waiters")?;
+    let ok = |r: Response, what: &str| ok_json(r, what);
     let run = ok(
         c.call(
             "RunTask",
@@ -341,6 +394,110 @@ fn agent_task(c: &Client, statuses: &[&str]) -> std::result::Result<Value, Strin
         )?;
     }
     Ok(json!({"cluster": "waiters", "tasks": [arn]}))
+}
+
+/// A service of the fixture task definition in the fixture cluster, with no task wanted (no
+/// node runs tasks there).
+pub fn service(name: &str) -> Value {
+    json!({"cluster": "conformance", "serviceName": name,
+           "taskDefinition": "conformance:1", "desiredCount": 0})
+}
+
+/// Polls DescribeServices until `done` holds for the service (the controller acts on its own
+/// time), at most ~10 s.
+fn await_service(
+    c: &Client,
+    cluster: &str,
+    service: &str,
+    done: fn(&Value) -> bool,
+) -> std::result::Result<Value, String> {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        let r = c
+            .call(
+                "DescribeServices",
+                &json!({"cluster": cluster, "services": [service]}),
+            )
+            .map_err(|e| e.to_string())?;
+        last = r.json().unwrap_or_default();
+        if r.status == 200 && done(&last["services"][0]) {
+            return Ok(last["services"][0].clone());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Err(format!(
+        "service {service} never reached the state wanted: {last}"
+    ))
+}
+
+/// A service of one task on a node this scenario plays the agent of: the controller places the
+/// task, the "agent" reports it RUNNING.
+fn services_stable(c: &Client) -> std::result::Result<Value, String> {
+    use berth_agent_api as agent;
+    let text = |e: Error| e.to_string();
+    let ok = |r: Response, what: &str| ok_json(r, what);
+    let node = agent_node(c, "stable")?;
+    ok(
+        c.call(
+            "CreateService",
+            &json!({"cluster": "stable", "serviceName": "stable",
+                    "taskDefinition": "stable", "desiredCount": 1}),
+        )
+        .map_err(text)?,
+        "CreateService",
+    )?;
+    let mut arn = Value::Null;
+    for _ in 0..200 {
+        let list = ok(
+            c.call(
+                "ListTasks",
+                &json!({"cluster": "stable", "serviceName": "stable"}),
+            )
+            .map_err(text)?,
+            "ListTasks",
+        )?;
+        if let Some(a) = list["taskArns"].get(0) {
+            arn = a.clone();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if arn.is_null() {
+        return Err("the service controller placed no task".into());
+    }
+    let token = node["node_token"].as_str().unwrap_or_default();
+    ok(
+        c.post_json(
+            agent::STATE,
+            Some(token),
+            &json!({"instance_id": node["instance_id"],
+                    "tasks": [{"task_arn": arn, "status": "RUNNING"}]}),
+        )
+        .map_err(text)?,
+        "agent state report",
+    )?;
+    Ok(json!({"cluster": "stable", "services": ["stable"]}))
+}
+
+/// A service with no task, deleted: the controller makes it INACTIVE.
+fn services_inactive(c: &Client) -> std::result::Result<Value, String> {
+    let r = c
+        .call("CreateService", &service("gone"))
+        .map_err(|e| e.to_string())?;
+    if r.status != 200 {
+        return Err(format!("CreateService failed: {}", r.text()));
+    }
+    let r = c
+        .call(
+            "DeleteService",
+            &json!({"cluster": "conformance", "service": "gone"}),
+        )
+        .map_err(|e| e.to_string())?;
+    if r.status != 200 {
+        return Err(format!("DeleteService failed: {}", r.text()));
+    }
+    await_service(c, "conformance", "gone", |s| s["status"] == "INACTIVE")?;
+    Ok(json!({"cluster": "conformance", "services": ["gone"]}))
 }
 
 /// The smallest task definition ECS accepts.
@@ -369,12 +526,52 @@ fn ecs_setup(c: &Client) -> Result<Map<String, Value>> {
             td.text()
         )));
     }
+    let created = c.call("CreateService", &service("conformance"))?;
+    let created = created
+        .json()
+        .filter(|_| created.status == 200)
+        .ok_or_else(|| Error::Other(format!("fixture CreateService failed: {}", created.text())))?;
+    // The controller completes the fixture's first deployment on its own: wait for it, so no
+    // snapshot sees it happen.
+    await_service(c, "conformance", "conformance", |s| {
+        s["deployments"][0]["rolloutState"] == "COMPLETED"
+    })
+    .map_err(Error::Other)?;
+    let deployment_arn = created["service"]["currentServiceDeployment"].clone();
+    let described = c.call(
+        "DescribeServiceDeployments",
+        &json!({"serviceDeploymentArns": [deployment_arn]}),
+    )?;
+    let revision_arn = described.json().unwrap_or_default()["serviceDeployments"][0]
+        ["targetServiceRevision"]["arn"]
+        .clone();
     let role = format!("arn:aws:iam::{account}:role/conformance");
     let bindings = json!({
         "cluster": "conformance",
         "resourceArn": cluster_arn,
         "taskDefinition": "conformance:1",
         "taskDefinitions": ["conformance:1"],
+        "service": "conformance",
+        "services": ["conformance"],
+        "serviceDeploymentArn": deployment_arn,
+        "serviceDeploymentArns": [deployment_arn],
+        "serviceRevisionArns": [revision_arn],
+        // Features berth refuses (UnsupportedFeatureException) are left out of bound requests,
+        // so they reach the service's own rules and the echo check.
+        "serviceRegistries": null,
+        "serviceConnectConfiguration": null,
+        "volumeConfigurations": null,
+        "vpcLatticeConfigurations": null,
+        "deploymentController": null,
+        "capacityProviderStrategy": null,
+        "platformVersion": null,
+        "loadBalancers": null,
+        "placementConstraints": null,
+        "placementStrategy": null,
+        "launchType": "EC2",
+        "schedulingStrategy": "REPLICA",
+        "deploymentConfiguration": {"maximumPercent": 200, "minimumHealthyPercent": 50,
+            "deploymentCircuitBreaker": {"enable": true, "rollback": false}},
         "capacityProviders": ["FARGATE"],
         "capacityProvider": "FARGATE",
         "principalArn": format!("arn:aws:iam::{account}:root"),
@@ -427,6 +624,15 @@ fn ecs_snapshot(b: &Map<String, Value>) -> Vec<(&'static str, Value)> {
             json!({"cluster": cluster, "status": "DRAINING"}),
         ));
         calls.push(("ListTasks", json!({"cluster": cluster})));
+        calls.push(("ListServices", json!({"cluster": cluster})));
+        calls.push((
+            "DescribeServices",
+            json!({"cluster": cluster, "services": ["conformance"], "include": ["TAGS"]}),
+        ));
+        calls.push((
+            "ListServiceDeployments",
+            json!({"cluster": cluster, "service": "conformance"}),
+        ));
         calls.push((
             "ListTasks",
             json!({"cluster": cluster, "desiredStatus": "STOPPED"}),
@@ -456,13 +662,26 @@ impl Profile {
                 if let Some(repo) = b.get("repositoryName") {
                     calls.push(("ListImages", json!({"repositoryName": repo})));
                     calls.push(("DescribeImages", json!({"repositoryName": repo})));
+                    calls.push(("GetRepositoryPolicy", json!({"repositoryName": repo})));
+                    calls.push(("GetLifecyclePolicy", json!({"repositoryName": repo})));
+                    calls.push(("GetLifecyclePolicyPreview", json!({"repositoryName": repo})));
                 }
                 if let Some(arn) = b.get("resourceArn") {
                     calls.push(("ListTagsForResource", json!({"resourceArn": arn})));
                 }
                 calls
             },
-            echoes: vec![],
+            echoes: vec![Echo {
+                create: "PutImageTagMutability",
+                describe: "DescribeRepositories",
+                lookups: |req, _| {
+                    vec![(
+                        "name".into(),
+                        json!({"repositoryNames": [req["repositoryName"]]}),
+                    )]
+                },
+                pick: |_, d| d["repositories"].get(0).cloned(),
+            }],
             page_fixtures: vec![
                 PageFixture {
                     op: "DescribeRepositories",
@@ -487,11 +706,45 @@ impl Profile {
                     count: 7,
                     create: |c, i| c.call("PutImage", &ecr_image(&format!("page-{i}"))),
                 },
+                // Seven images besides the fixture's, then a preview of a policy that keeps
+                // only the newest: seven results to page through.
+                PageFixture {
+                    op: "GetLifecyclePolicyPreview",
+                    list_body: json!({"repositoryName": "conformance"}),
+                    count: 7,
+                    create: |c, i| {
+                        let put = c.call("PutImage", &ecr_image(&format!("page-{i}")))?;
+                        if i < 6 || put.status != 200 {
+                            return Ok(put);
+                        }
+                        c.call("StartLifecyclePolicyPreview", &ecr_keep_newest_preview())
+                    },
+                },
             ],
             page_not_applicable: vec![],
-            waiter_scenarios: vec![],
+            waiter_scenarios: vec![("LifecyclePolicyPreviewComplete", |c| {
+                let r = c
+                    .call("StartLifecyclePolicyPreview", &ecr_keep_newest_preview())
+                    .map_err(|e| e.to_string())?;
+                if r.status != 200 {
+                    return Err(format!("StartLifecyclePolicyPreview: {}", r.text()));
+                }
+                Ok(json!({"repositoryName": "conformance"}))
+            })],
         }
     }
+}
+
+/// A StartLifecyclePolicyPreview body for the fixture repository: a policy that keeps only the
+/// newest image.
+fn ecr_keep_newest_preview() -> Value {
+    let policy = json!({"rules": [{
+        "rulePriority": 1,
+        "description": "keep the newest image",
+        "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1},
+        "action": {"type": "expire"},
+    }]});
+    json!({"repositoryName": "conformance", "lifecyclePolicyText": policy.to_string()})
 }
 
 /// A PutImage body for the fixture repository: an empty OCI index tagged (and made unique) by

@@ -99,6 +99,19 @@ pub struct Settings {
     pub encryption_configuration: wire::EncryptionConfiguration,
     #[serde(default)]
     pub tags: Vec<wire::Tag>,
+    /// The repository policy (SetRepositoryPolicy), as the client gave it; validated, not yet
+    /// enforced (that comes with IAM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_policy: Option<String>,
+    /// The lifecycle policy (PutLifecyclePolicy), as the client gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_policy: Option<String>,
+    /// When the lifecycle policy was last applied (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_evaluated_at_ms: Option<i64>,
+    /// The latest lifecycle policy preview (StartLifecyclePolicyPreview).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_preview: Option<crate::lifecycle_policies::Preview>,
 }
 
 impl Settings {
@@ -107,6 +120,36 @@ impl Settings {
             image_tag_mutability: "MUTABLE".into(),
             ..Settings::default()
         })
+    }
+}
+
+/// Rewrites the settings of repository `name` with `f`, in one commit (retried on conflicting
+/// writes); `f` may refuse with an error, and then nothing changes. Returns the new settings.
+pub async fn update_settings(
+    ecr: &Ecr,
+    name: &str,
+    f: impl Fn(&mut Settings) -> Result<(), AwsError>,
+) -> Result<Settings, AwsError> {
+    let updated = ecr
+        .registry()
+        .update_repository(name, |_, value| -> Result<(), Failure> {
+            let mut s: Settings = if value.is_null() {
+                Settings {
+                    image_tag_mutability: "MUTABLE".into(),
+                    ..Settings::default()
+                }
+            } else {
+                serde_json::from_value(value.clone()).map_err(AwsError::internal)?
+            };
+            f(&mut s)?;
+            *value = serde_json::to_value(&s).map_err(AwsError::internal)?;
+            Ok(())
+        })
+        .await
+        .map_err(AwsError::from)?;
+    match updated {
+        Some(info) => Ok(Settings::of(&info)),
+        None => Err(repository_not_found(ecr, name)),
     }
 }
 

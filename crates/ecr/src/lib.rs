@@ -1,7 +1,9 @@
 //! The ECR API over awsJson 1.1 (`AmazonEC2ContainerRegistry_V20150921`) on berth's OCI
-//! registry: repositories, images, tags on repositories, and the 12-hour tokens `docker login`
-//! uses. One file per resource family, one function per action: typed request → ECR's rules →
-//! a [`Registry`] call (one store commit) → typed response.
+//! registry: repositories (with tag mutability, repository policies and lifecycle policies),
+//! images, layers, tags on repositories, and the 12-hour tokens `docker login` uses. The server
+//! runs [`Ecr::lifecycle_sweep`] to apply lifecycle policies on a schedule. One file per
+//! resource family, one function per action: typed request → ECR's rules → a [`Registry`] call
+//! (one store commit) → typed response.
 //!
 //! **API Boundary:** handlers see a validated, typed request and a [`RequestContext`]; they know
 //! nothing of HTTP or SigV4, and touch repositories and images only through [`Registry`]'s
@@ -11,10 +13,15 @@
 mod auth;
 mod common;
 mod images;
+mod layers;
+pub mod lifecycle;
+mod lifecycle_policies;
 mod repositories;
+mod repository_policy;
 mod tags;
 
 pub use auth::AuthTokens;
+pub use lifecycle_policies::LifecycleReport;
 
 use berth_aws::model::ServiceModel;
 use berth_aws::token::TokenCodec;
@@ -104,12 +111,26 @@ berth_aws::json_service! {
     "DescribeRepositories" => repositories::describe_repositories,
     "DeleteRepository" => repositories::delete_repository,
     "DescribeRegistry" => repositories::describe_registry,
+    "PutImageTagMutability" => repositories::put_image_tag_mutability,
+    "SetRepositoryPolicy" => repository_policy::set_repository_policy,
+    "GetRepositoryPolicy" => repository_policy::get_repository_policy,
+    "DeleteRepositoryPolicy" => repository_policy::delete_repository_policy,
+    "PutLifecyclePolicy" => lifecycle_policies::put_lifecycle_policy,
+    "GetLifecyclePolicy" => lifecycle_policies::get_lifecycle_policy,
+    "DeleteLifecyclePolicy" => lifecycle_policies::delete_lifecycle_policy,
+    "StartLifecyclePolicyPreview" => lifecycle_policies::start_lifecycle_policy_preview,
+    "GetLifecyclePolicyPreview" => lifecycle_policies::get_lifecycle_policy_preview,
     "GetAuthorizationToken" => auth::get_authorization_token,
     "ListImages" => images::list_images,
     "DescribeImages" => images::describe_images,
     "BatchGetImage" => images::batch_get_image,
     "BatchDeleteImage" => images::batch_delete_image,
     "PutImage" => images::put_image,
+    "BatchCheckLayerAvailability" => layers::batch_check_layer_availability,
+    "InitiateLayerUpload" => layers::initiate_layer_upload,
+    "UploadLayerPart" => layers::upload_layer_part,
+    "CompleteLayerUpload" => layers::complete_layer_upload,
+    "GetDownloadUrlForLayer" => layers::get_download_url_for_layer,
     "TagResource" => tags::tag_resource,
     "UntagResource" => tags::untag_resource,
     "ListTagsForResource" => tags::list_tags_for_resource,

@@ -2,7 +2,7 @@
 
 use crate::Ecr;
 use crate::common::{
-    self, Settings, check_registry_id, invalid, registry_error, repository_not_found,
+    self, Failure, Settings, check_registry_id, invalid, registry_error, repository_not_found,
     repository_wire,
 };
 use berth_aws::{AwsError, RequestContext};
@@ -78,6 +78,7 @@ pub async fn create_repository(
         ),
         encryption_configuration: encryption,
         tags,
+        ..Settings::default()
     };
     let value = serde_json::to_value(&settings).map_err(AwsError::internal)?;
     let created = ecr
@@ -182,5 +183,46 @@ pub async fn describe_registry(
         replication_configuration: Some(wire::ReplicationConfiguration {
             rules: Some(vec![]),
         }),
+    })
+}
+
+pub async fn put_image_tag_mutability(
+    ecr: &Ecr,
+    _ctx: &RequestContext,
+    req: wire::PutImageTagMutabilityRequest,
+) -> Result<wire::PutImageTagMutabilityResponse, AwsError> {
+    check_registry_id(ecr, req.registry_id.as_deref())?;
+    let name = req.repository_name.unwrap_or_default();
+    let mutability = req.image_tag_mutability.unwrap_or_default();
+    let filters = req.image_tag_mutability_exclusion_filters;
+    // Checked before any write: a bad combination changes nothing.
+    let policy = tag_policy(&mutability, filters.as_deref())?;
+    let updated = ecr
+        .registry()
+        .update_repository(&name, |tag_policy, settings| -> Result<(), Failure> {
+            let mut s: Settings = if settings.is_null() {
+                Settings {
+                    image_tag_mutability: "MUTABLE".into(),
+                    ..Settings::default()
+                }
+            } else {
+                serde_json::from_value(settings.clone()).map_err(AwsError::internal)?
+            };
+            s.image_tag_mutability = mutability.clone();
+            s.image_tag_mutability_exclusion_filters = filters.clone();
+            *settings = serde_json::to_value(&s).map_err(AwsError::internal)?;
+            *tag_policy = policy.clone();
+            Ok(())
+        })
+        .await
+        .map_err(AwsError::from)?;
+    if updated.is_none() {
+        return Err(repository_not_found(ecr, &name));
+    }
+    Ok(wire::PutImageTagMutabilityResponse {
+        registry_id: Some(ecr.place().account_id.clone()),
+        repository_name: Some(name),
+        image_tag_mutability: Some(mutability),
+        image_tag_mutability_exclusion_filters: filters,
     })
 }

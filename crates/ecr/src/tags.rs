@@ -2,7 +2,7 @@
 //! resource here; their tags live in the settings ECR keeps with the repository.
 
 use crate::Ecr;
-use crate::common::{self, Failure, Settings, invalid, registry_error, repository_not_found};
+use crate::common::{self, Settings, invalid, registry_error, repository_not_found};
 use berth_aws::{AwsError, RequestContext};
 use berth_model::Arn;
 use berth_shapes::ecr as wire;
@@ -33,21 +33,8 @@ async fn modify(
     f: impl Fn(&mut Vec<wire::Tag>) -> Result<(), AwsError>,
 ) -> Result<(), AwsError> {
     let name = repository_of(ecr, resource_arn)?;
-    let updated = ecr
-        .registry()
-        .update_repository(&name, |_, settings| -> Result<(), Failure> {
-            let mut s: Settings =
-                serde_json::from_value(settings.clone()).map_err(AwsError::internal)?;
-            f(&mut s.tags)?;
-            *settings = serde_json::to_value(&s).map_err(AwsError::internal)?;
-            Ok(())
-        })
-        .await
-        .map_err(AwsError::from)?;
-    match updated {
-        Some(_) => Ok(()),
-        None => Err(repository_not_found(ecr, &name)),
-    }
+    common::update_settings(ecr, &name, |s| f(&mut s.tags)).await?;
+    Ok(())
 }
 
 pub async fn tag_resource(

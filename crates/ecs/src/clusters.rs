@@ -254,6 +254,8 @@ pub async fn describe_clusters(
                 w.pending_tasks_count = Some(counts.get("pending").copied().unwrap_or(0));
                 w.registered_container_instances_count =
                     Some(registered_instances(ecs, ctx, &c.name).await?);
+                w.active_services_count =
+                    Some(crate::services::active_services(ecs, ctx, &c.name).await?);
                 clusters.push(w);
             }
             None => {
@@ -398,6 +400,12 @@ pub async fn delete_cluster(
         return Err(AwsError::client(
             "ClusterContainsContainerInstancesException",
             "The Cluster cannot be deleted while Container Instances are active or draining.",
+        ));
+    }
+    if crate::services::active_services(ecs, ctx, &name).await? > 0 {
+        return Err(AwsError::client(
+            "ClusterContainsServicesException",
+            "The Cluster cannot be deleted while Services are active.",
         ));
     }
     let c = modify_cluster(ecs, ctx, &ident, |c| {

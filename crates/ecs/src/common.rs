@@ -231,10 +231,11 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn ctx() -> RequestContext {
+    /// The request context unit tests act in: the default account, us-east-1.
+    pub(crate) fn ctx() -> RequestContext {
         RequestContext {
             account_id: "000000000000".into(),
             region: "us-east-1".into(),

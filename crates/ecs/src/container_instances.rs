@@ -13,6 +13,7 @@ use berth_aws::{AwsError, RequestContext};
 use berth_model::task::TaskStatus;
 use berth_shapes::{Timestamp, ecs as wire};
 use berth_store::{Expect, Op};
+use std::collections::HashMap;
 
 /// What an instance reports when it joins (or joins again).
 #[derive(Debug, Clone)]
@@ -327,6 +328,29 @@ async fn custom_attributes(
     .collect())
 }
 
+/// Every custom (PutAttributes) attribute of `cluster`'s container instances, by instance id.
+pub(crate) async fn cluster_attributes(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    cluster: &str,
+) -> Result<HashMap<String, Vec<wire::Attribute>>, AwsError> {
+    let mut out: HashMap<String, Vec<wire::Attribute>> = HashMap::new();
+    for (key, a) in common::all::<crate::records::AttributeRecord>(
+        ecs,
+        ctx,
+        kinds::ATTRIBUTE,
+        &format!("{cluster}|"),
+    )
+    .await?
+    {
+        // key: `cluster|targetId|name`
+        if let Some(target) = key.split('|').nth(1) {
+            out.entry(target.to_string()).or_default().push(a.attribute);
+        }
+    }
+    Ok(out)
+}
+
 pub async fn register_container_instance(
     ecs: &Ecs,
     ctx: &RequestContext,
@@ -512,11 +536,21 @@ pub async fn list_container_instances(
     req: wire::ListContainerInstancesRequest,
 ) -> Result<wire::ListContainerInstancesResponse, AwsError> {
     let (cluster, _) = active_cluster(ecs, ctx, req.cluster.as_deref()).await?;
-    if req.filter.as_deref().is_some_and(|f| !f.trim().is_empty()) {
-        return Err(invalid(
-            "berth does not support cluster query language filters yet.",
-        ));
-    }
+    // The cluster query language, evaluated on the same view of an instance as placement's.
+    let filter = match req.filter.as_deref().map(str::trim) {
+        Some(f) if !f.is_empty() => {
+            Some(berth_scheduler::parse(f).map_err(|e| invalid(e.to_string()))?)
+        }
+        _ => None,
+    };
+    let (tasks, custom) = match filter {
+        Some(_) => (
+            live_tasks(ecs, ctx, &cluster.name).await?,
+            cluster_attributes(ecs, ctx, &cluster.name).await?,
+        ),
+        None => Default::default(),
+    };
+    let now = ecs.now_ms();
     let status = req.status;
     let items: Vec<(String, String)> = common::all::<ContainerInstanceRecord>(
         ecs,
@@ -530,6 +564,17 @@ pub async fn list_container_instances(
         Some(s) => r.status == s,
         // Without a status ECS lists the instances that are registered: ACTIVE and DRAINING.
         None => r.status != "INACTIVE",
+    })
+    .filter(|(_, r)| {
+        filter.as_ref().is_none_or(|e| {
+            let custom = custom.get(&r.id).map_or(&[][..], Vec::as_slice);
+            e.matches(&crate::placement::to_instance(
+                r,
+                custom,
+                &tasks,
+                connected(r, now),
+            ))
+        })
     })
     .map(|(k, r)| (k, r.arn))
     .collect();

@@ -15,6 +15,8 @@ mod clusters;
 mod container_instances;
 pub mod nodes;
 mod placement;
+pub mod service_controller;
+mod services;
 mod tags;
 mod task_definitions;
 mod tasks;
@@ -25,7 +27,7 @@ pub use berth_model::clock::{Clock, system_clock};
 use berth_store::AnyStore;
 use std::sync::Arc;
 
-pub use records::{ContainerInstanceRecord, TaskRecord, kinds};
+pub use records::{ContainerInstanceRecord, ServiceRecord, TaskRecord, kinds};
 
 /// Operations berth does not serve yet, one per line as `Name: reason`. The operation ledger
 /// test checks that every operation of the model is either implemented or listed here.
@@ -116,5 +118,14 @@ berth_aws::json_service! {
     "StopTask" => tasks::stop_task,
     "DescribeTasks" => tasks::describe_tasks,
     "ListTasks" => tasks::list_tasks,
+    "CreateService" => services::create_service,
+    "UpdateService" => services::update_service,
+    "DeleteService" => services::delete_service,
+    "DescribeServices" => services::describe_services,
+    "ListServices" => services::list_services,
+    "ListServiceDeployments" => services::list_service_deployments,
+    "DescribeServiceDeployments" => services::describe_service_deployments,
+    "StopServiceDeployment" => services::stop_service_deployment,
+    "DescribeServiceRevisions" => services::describe_service_revisions,
     }
 }

@@ -261,7 +261,9 @@ fn fingerprint(tasks: &[api::AssignedTask], draining: bool) -> u64 {
 /// conflict with placements on it) more than needed.
 const HEARTBEAT_WRITE_MS: i64 = 5_000;
 
-async fn heartbeat(
+/// Records that a node is alive (written at most every [`HEARTBEAT_WRITE_MS`]). The long poll
+/// calls it first; a simulation calls it alone.
+pub async fn heartbeat(
     ecs: &Ecs,
     ctx: &RequestContext,
     instance_id: &str,

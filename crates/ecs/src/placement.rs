@@ -1,34 +1,17 @@
-//! Simple placement, as pure functions: what a task needs (CPU, memory, static host ports, from
-//! its definition and overrides), whether an instance can take it, and which instance to pick
-//! (the one with the most remaining memory). The scheduler issue replaces the choice with the
-//! full strategy/constraint engine; the resource accounting stays.
+//! Resource accounting and the scheduler's view of the cluster, as pure functions: what a task
+//! holds (CPU, memory, static host ports, from its definition and overrides) and how that is
+//! taken from and given back to an instance; how a container instance record becomes a
+//! [`berth_scheduler::Instance`] and a launch a [`berth_scheduler::Demand`]. The choice itself
+//! is `berth-scheduler`'s (`tasks::place_tasks` calls it).
 
-use crate::records::Capacity;
+use crate::records::{Capacity, ContainerInstanceRecord, TaskRecord};
+use berth_model::task::TaskStatus;
 use berth_shapes::ecs as wire;
+use std::collections::BTreeMap;
 
-/// Why an instance cannot take a task, as ECS names it in `failures[].reason`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Misfit {
-    Cpu,
-    Memory,
-    Ports,
-    /// The agent is disconnected or the node has no working container runtime.
-    Agent,
-    /// A placement constraint (here `distinctInstance`) rules it out.
-    Attribute,
-}
-
-impl Misfit {
-    pub fn reason(self) -> &'static str {
-        match self {
-            Misfit::Cpu => "RESOURCE:CPU",
-            Misfit::Memory => "RESOURCE:MEMORY",
-            Misfit::Ports => "RESOURCE:PORTS",
-            Misfit::Agent => "AGENT",
-            Misfit::Attribute => "ATTRIBUTE",
-        }
-    }
-}
+/// The host ports Docker assigns for `hostPort` 0 in bridge mode: the ephemeral range ECS
+/// assumes when the kernel's is not known (`ECS_DYNAMIC_HOST_PORT_RANGE`'s default).
+pub const DYNAMIC_PORTS: std::ops::RangeInclusive<u16> = 49153..=65535;
 
 /// What a task holds on its instance: task-level cpu/memory when the definition (or the
 /// override) sets them, otherwise the sum over containers (memory: the hard limit, or the
@@ -95,26 +78,6 @@ pub fn demand(def: &wire::TaskDefinition, overrides: &wire::TaskOverride) -> Cap
     }
 }
 
-/// Whether `remaining` can take `need`; ECS checks CPU, then memory, then ports.
-pub fn fits(remaining: &Capacity, need: &Capacity) -> Result<(), Misfit> {
-    if need.cpu > remaining.cpu {
-        return Err(Misfit::Cpu);
-    }
-    if need.memory > remaining.memory {
-        return Err(Misfit::Memory);
-    }
-    let clash = |taken: &[u16], wanted: &[u16]| wanted.iter().any(|p| taken.contains(p));
-    let dup = |v: &[u16]| v.windows(2).any(|w| w[0] == w[1]);
-    if clash(&remaining.ports, &need.ports)
-        || clash(&remaining.udp_ports, &need.udp_ports)
-        || dup(&need.ports)
-        || dup(&need.udp_ports)
-    {
-        return Err(Misfit::Ports);
-    }
-    Ok(())
-}
-
 /// `remaining` after placing `need` (which must fit).
 pub fn take(remaining: &mut Capacity, need: &Capacity) {
     remaining.cpu -= need.cpu;
@@ -145,40 +108,96 @@ pub fn release(remaining: &mut Capacity, held: &Capacity, registered: &Capacity)
     }
 }
 
-/// One instance as placement sees it.
-#[derive(Debug, Clone)]
-pub struct Candidate {
-    pub arn: String,
-    /// Connected, ACTIVE and able to run tasks.
-    pub usable: bool,
-    pub remaining: Capacity,
-    /// Ruled out by a constraint (e.g. `distinctInstance` and a task of this call is there).
-    pub excluded: bool,
+/// How many host ports Docker picks for a task: bridge-mode port mappings (the EC2 default
+/// network mode) without a `hostPort` or with 0. Host, awsvpc and none modes pick none.
+pub fn dynamic_ports(def: &wire::TaskDefinition) -> u32 {
+    if !matches!(def.network_mode.as_deref(), None | Some("bridge")) {
+        return 0;
+    }
+    let n = def
+        .container_definitions
+        .iter()
+        .flatten()
+        .flat_map(|c| c.port_mappings.iter().flatten())
+        .filter(|p| p.host_port.unwrap_or(0) == 0 && p.container_port_range.is_none())
+        .count();
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// Picks the usable candidate that fits `need` with the most remaining memory (ties: the first
-/// in the given order, so the answer is deterministic). Otherwise every candidate's reason.
-pub fn choose(candidates: &[Candidate], need: &Capacity) -> Result<usize, Vec<(String, Misfit)>> {
-    let mut best: Option<usize> = None;
-    let mut misfits = Vec::new();
-    for (i, c) in candidates.iter().enumerate() {
-        let verdict = if !c.usable {
-            Err(Misfit::Agent)
-        } else if c.excluded {
-            Err(Misfit::Attribute)
-        } else {
-            fits(&c.remaining, need)
-        };
-        match verdict {
-            Ok(()) => {
-                if best.is_none_or(|b| c.remaining.memory > candidates[b].remaining.memory) {
-                    best = Some(i);
-                }
-            }
-            Err(m) => misfits.push((c.arn.clone(), m)),
+/// What the scheduler reserves for one task holding `need` and `dynamic` picked host ports.
+pub fn scheduler_demand(need: &Capacity, dynamic: u32) -> berth_scheduler::Demand {
+    berth_scheduler::Demand {
+        cpu: need.cpu,
+        memory: need.memory,
+        tcp_ports: need.ports.clone(),
+        udp_ports: need.udp_ports.clone(),
+        dynamic_ports: dynamic,
+    }
+}
+
+/// Container instance `r` as the scheduler (and the cluster query language) sees it.
+/// `custom` are its PutAttributes attributes (added to the built-in `ecs.*` ones it registered
+/// with); `tasks` are the cluster's tasks (only those on `r` not yet STOPPED count: their
+/// groups, how many run, and the ephemeral ports they hold); `connected` is whether its agent
+/// polled recently (`container_instances::connected`). Only an ACTIVE instance can run tasks.
+pub fn to_instance<'a>(
+    r: &ContainerInstanceRecord,
+    custom: &[wire::Attribute],
+    tasks: impl IntoIterator<Item = &'a TaskRecord>,
+    connected: bool,
+) -> berth_scheduler::Instance {
+    let mut attributes = BTreeMap::new();
+    for a in r.attributes.iter().chain(custom) {
+        if let Some(name) = &a.name {
+            attributes.insert(name.clone(), a.value.clone());
         }
     }
-    best.ok_or(misfits)
+    let mut task_groups: BTreeMap<String, u32> = BTreeMap::new();
+    let (mut running, mut dynamic_held) = (0u32, 0u32);
+    for t in tasks {
+        let status = TaskStatus::parse(&t.last_status);
+        if t.container_instance_id != r.id || status.is_some_and(|s| s.is_stopped()) {
+            continue;
+        }
+        // A task asked to stop no longer holds its group's place (as ECS counts for
+        // distinctInstance and `task:group`), though it holds its resources until STOPPED.
+        if t.desired_status == "RUNNING" {
+            *task_groups.entry(t.group.clone()).or_default() += 1;
+        }
+        // Pending tasks count as running, as the tasks a batch places do: two placements a
+        // moment apart must see each other.
+        running += 1;
+        dynamic_held = dynamic_held.saturating_add(dynamic_ports(&t.definition));
+    }
+    let range = u32::from(DYNAMIC_PORTS.end() - DYNAMIC_PORTS.start()) + 1;
+    let taken_in_range = r
+        .remaining
+        .ports
+        .iter()
+        .chain(&r.remaining.udp_ports)
+        .filter(|p| DYNAMIC_PORTS.contains(p))
+        .count();
+    let free_dynamic_ports = range
+        .saturating_sub(u32::try_from(taken_in_range).unwrap_or(u32::MAX))
+        .saturating_sub(dynamic_held);
+    berth_scheduler::Instance {
+        id: r.id.clone(),
+        ec2_instance_id: r.ec2_instance_id.clone(),
+        attributes,
+        registered_at_ms: r.registered_at_ms,
+        agent_connected: connected,
+        agent_version: r.version_info.agent_version.clone().unwrap_or_default(),
+        can_run_tasks: r.can_run_tasks && r.status == "ACTIVE",
+        running_tasks_count: running,
+        remaining: berth_scheduler::Resources {
+            cpu: r.remaining.cpu,
+            memory: r.remaining.memory,
+            tcp_ports: r.remaining.ports.clone(),
+            udp_ports: r.remaining.udp_ports.clone(),
+            free_dynamic_ports,
+        },
+        task_groups,
+    }
 }
 
 #[cfg(test)]
@@ -231,16 +250,6 @@ mod tests {
     }
 
     #[test]
-    fn fits_checks_cpu_memory_ports_in_order() {
-        let r = cap(1024, 512, &[22]);
-        assert_eq!(fits(&r, &cap(2048, 1024, &[])), Err(Misfit::Cpu));
-        assert_eq!(fits(&r, &cap(10, 1024, &[])), Err(Misfit::Memory));
-        assert_eq!(fits(&r, &cap(10, 10, &[22])), Err(Misfit::Ports));
-        assert_eq!(fits(&r, &cap(10, 10, &[80, 80])), Err(Misfit::Ports));
-        assert_eq!(fits(&r, &cap(1024, 512, &[80])), Ok(()));
-    }
-
-    #[test]
     fn take_then_release_restores() {
         let registered = cap(2048, 4096, &[22]);
         let mut r = registered.clone();
@@ -254,26 +263,146 @@ mod tests {
         assert_eq!(r, registered);
     }
 
+    fn record(id: &str) -> ContainerInstanceRecord {
+        ContainerInstanceRecord {
+            cluster: "default".into(),
+            id: id.into(),
+            arn: format!("arn:aws:ecs:us-east-1:000000000000:container-instance/default/{id}"),
+            ec2_instance_id: format!("i-{id}"),
+            status: "ACTIVE".into(),
+            registered: cap(2048, 4096, &[22]),
+            remaining: cap(1792, 3584, &[22, 8080, 50000]),
+            attributes: vec![
+                attr("ecs.os-type", Some("linux")),
+                attr("ecs.cpu-architecture", Some("x86_64")),
+                attr("ecs.instance-type", Some("m5.large")),
+            ],
+            version_info: wire::VersionInfo {
+                agent_version: Some("1.2.3".into()),
+                ..wire::VersionInfo::default()
+            },
+            registered_at_ms: 1_700_000_000_000,
+            last_heartbeat_ms: 1_700_000_000_000,
+            token_hash: None,
+            can_run_tasks: true,
+            cannot_run_reason: None,
+            tags: vec![],
+            version: 3,
+        }
+    }
+
+    fn attr(name: &str, value: Option<&str>) -> wire::Attribute {
+        wire::Attribute {
+            name: Some(name.into()),
+            value: value.map(str::to_string),
+            target_type: None,
+            target_id: None,
+        }
+    }
+
+    fn task(
+        instance: &str,
+        group: &str,
+        status: &str,
+        definition: serde_json::Value,
+    ) -> TaskRecord {
+        let mut t: TaskRecord = serde_json::from_value(serde_json::json!({
+            "cluster": "default", "id": "t", "arn": "arn", "cluster_arn": "c",
+            "container_instance_id": instance, "container_instance_arn": "ci",
+            "definition": definition, "overrides": {}, "last_status": status,
+            "desired_status": "RUNNING", "containers": [], "group": group,
+            "started_by": null, "launch_type": "EC2", "cpu": "0", "memory": "0",
+            "reserved": {"cpu": 0, "memory": 0, "ports": [], "udp_ports": []},
+            "created_at_ms": 0, "pull_started_at_ms": null, "pull_stopped_at_ms": null,
+            "started_at_ms": null, "stopping_at_ms": null, "stopped_at_ms": null,
+            "execution_stopped_at_ms": null, "connectivity_at_ms": null, "stop_code": null,
+            "stopped_reason": null, "health_status": "UNKNOWN", "tags": [], "attributes": [],
+            "enable_execute_command": false, "version": 1
+        }))
+        .unwrap_or_else(|e| panic!("task record: {e}"));
+        t.id = format!("{instance}-{group}-{status}");
+        t
+    }
+
     #[test]
-    fn choose_prefers_most_memory_and_explains_misfits() {
-        let c = |arn: &str, usable, mem| Candidate {
-            arn: arn.into(),
-            usable,
-            remaining: cap(1024, mem, &[]),
-            excluded: false,
-        };
-        let all = [c("a", true, 100), c("b", true, 900), c("c", false, 5000)];
-        assert_eq!(choose(&all, &cap(1, 50, &[])), Ok(1));
+    fn dynamic_ports_count_bridge_mappings_without_host_port() {
+        let bridge = def(serde_json::json!({"containerDefinitions": [
+            {"name": "a", "portMappings": [{"containerPort": 80}, {"containerPort": 81, "hostPort": 0}, {"containerPort": 82, "hostPort": 8082}]},
+            {"name": "b", "portMappings": [{"containerPort": 53, "protocol": "udp"}]}
+        ]}));
+        assert_eq!(dynamic_ports(&bridge), 3);
+        let mut host = bridge.clone();
+        host.network_mode = Some("host".into());
+        assert_eq!(dynamic_ports(&host), 0);
+        let mut awsvpc = bridge;
+        awsvpc.network_mode = Some("awsvpc".into());
+        assert_eq!(dynamic_ports(&awsvpc), 0);
         assert_eq!(
-            choose(&all, &cap(1, 1000, &[])),
-            Err(vec![
-                ("a".into(), Misfit::Memory),
-                ("b".into(), Misfit::Memory),
-                ("c".into(), Misfit::Agent)
-            ])
+            scheduler_demand(&cap(256, 512, &[8082]), 3),
+            berth_scheduler::Demand {
+                cpu: 256,
+                memory: 512,
+                tcp_ports: vec![8082],
+                udp_ports: vec![],
+                dynamic_ports: 3
+            }
         );
-        let mut ex = all.clone();
-        ex[1].excluded = true;
-        assert_eq!(choose(&ex, &cap(1, 50, &[])), Ok(0));
+    }
+
+    #[test]
+    fn an_instance_record_maps_to_the_scheduler_view() {
+        let r = record("a");
+        let bridge = serde_json::json!({"containerDefinitions": [
+            {"name": "a", "portMappings": [{"containerPort": 80}, {"containerPort": 81}]}]});
+        let tasks = [
+            task("a", "family:web", "RUNNING", bridge.clone()),
+            task("a", "family:web", "PENDING", bridge.clone()),
+            task("a", "service:api", "RUNNING", serde_json::json!({})),
+            // Stopped tasks and tasks elsewhere do not count.
+            task("a", "family:old", "STOPPED", bridge.clone()),
+            task("b", "family:web", "RUNNING", bridge),
+        ];
+        let custom = [attr("stack", Some("prod")), attr("flag", None)];
+        let i = to_instance(&r, &custom, &tasks, true);
+        assert_eq!(i.id, "a");
+        assert_eq!(i.ec2_instance_id, "i-a");
+        assert_eq!(i.agent_version, "1.2.3");
+        assert_eq!(i.registered_at_ms, 1_700_000_000_000);
+        assert!(i.agent_connected && i.can_run_tasks);
+        assert_eq!(i.attributes.get("ecs.os-type"), Some(&Some("linux".into())));
+        assert_eq!(
+            i.attributes.get("ecs.instance-type"),
+            Some(&Some("m5.large".into()))
+        );
+        assert_eq!(i.attributes.get("stack"), Some(&Some("prod".into())));
+        assert_eq!(i.attributes.get("flag"), Some(&None));
+        assert_eq!(i.running_tasks_count, 3);
+        assert_eq!(
+            i.task_groups.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("family:web".to_string(), 2),
+                ("service:api".to_string(), 1)
+            ]
+        );
+        assert_eq!(i.remaining.cpu, 1792);
+        assert_eq!(i.remaining.memory, 3584);
+        assert_eq!(i.remaining.tcp_ports, vec![22, 8080, 50000]);
+        // 16383 ephemeral ports, less 50000 (taken statically) and 2 × 2 picked by the web tasks.
+        assert_eq!(i.remaining.free_dynamic_ports, 16383 - 1 - 4);
+        // The query language reads the same view.
+        let e = berth_scheduler::parse(
+            "attribute:stack == prod and task:group == service:api and runningTasksCount == 3",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(e.matches(&to_instance(&r, &custom, &tasks, true)));
+
+        // Draining, a broken runtime, or a silent agent: not usable.
+        let mut draining = record("a");
+        draining.status = "DRAINING".into();
+        assert!(!to_instance(&draining, &[], &[], true).can_run_tasks);
+        let mut broken = record("a");
+        broken.can_run_tasks = false;
+        assert!(!to_instance(&broken, &[], &[], true).can_run_tasks);
+        assert!(!to_instance(&r, &[], &[], false).agent_connected);
     }
 }

@@ -25,6 +25,8 @@ pub mod kinds {
     pub const INSTANCE_INDEX: &str = "ecs.container-instance-index";
     /// key: `cluster|taskId`
     pub const TASK: &str = "ecs.task";
+    /// key: `cluster|serviceName`
+    pub const SERVICE: &str = "ecs.service";
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -167,4 +169,111 @@ pub struct TaskRecord {
 
 pub fn pair_key(cluster: &str, id: &str) -> String {
     format!("{cluster}|{id}")
+}
+
+/// A service: what the user declared, its deployments (newest first) and its events (newest
+/// first, at most [`MAX_SERVICE_EVENTS`]). Task counts are not stored: they are observed from
+/// the task records whenever they are needed, so they can never disagree with the tasks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    pub cluster: String,
+    pub name: String,
+    pub arn: String,
+    pub cluster_arn: String,
+    /// ACTIVE, DRAINING (deleted, tasks stopping) or INACTIVE (deleted, kept describable).
+    pub status: String,
+    pub desired_count: i32,
+    pub launch_type: String,
+    /// REPLICA or DAEMON.
+    pub scheduling_strategy: String,
+    /// The primary deployment's task definition ARN.
+    pub task_definition: String,
+    pub deployment_configuration: wire::DeploymentConfiguration,
+    pub placement_constraints: Vec<wire::PlacementConstraint>,
+    pub placement_strategy: Vec<wire::PlacementStrategy>,
+    pub load_balancers: Vec<wire::LoadBalancer>,
+    pub network_configuration: Option<wire::NetworkConfiguration>,
+    pub health_check_grace_period_seconds: Option<i32>,
+    pub role_arn: Option<String>,
+    pub tags: Vec<wire::Tag>,
+    /// NONE, SERVICE or TASK_DEFINITION.
+    pub propagate_tags: String,
+    pub enable_ecs_managed_tags: bool,
+    pub enable_execute_command: bool,
+    pub client_token: Option<String>,
+    pub created_at_ms: i64,
+    pub created_by: Option<String>,
+    /// Newest first; the PRIMARY one leads. INACTIVE ones are kept (bounded) for
+    /// ListServiceDeployments and DescribeServiceRevisions.
+    pub deployments: Vec<DeploymentRecord>,
+    pub events: Vec<ServiceEventRecord>,
+    /// Set when the "has reached a steady state." event was written, cleared by any change, so
+    /// the event is written once per steady period.
+    pub steady: bool,
+    /// Set by DeleteService; the record becomes INACTIVE once no task is left.
+    pub deleted_at_ms: Option<i64>,
+    /// ENABLED or DISABLED, echoed (berth's nodes have no availability zones to balance).
+    #[serde(default)]
+    pub availability_zone_rebalancing: String,
+}
+
+pub const MAX_SERVICE_EVENTS: usize = 100;
+/// Finished deployments kept per service for ListServiceDeployments.
+pub const MAX_FINISHED_DEPLOYMENTS: usize = 20;
+
+/// One deployment of a service: ECS's `Deployment` (status PRIMARY/ACTIVE/INACTIVE), its
+/// `ServiceDeployment` (the newer API's view of the same rollout) and its `ServiceRevision`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    /// `ecs-svc/<19 digits>`; tasks of this deployment carry it as `startedBy`.
+    pub id: String,
+    pub service_deployment_arn: String,
+    pub service_revision_arn: String,
+    /// PRIMARY, ACTIVE or INACTIVE.
+    pub status: String,
+    pub task_definition: String,
+    pub launch_type: String,
+    pub network_configuration: Option<wire::NetworkConfiguration>,
+    pub load_balancers: Vec<wire::LoadBalancer>,
+    /// The configuration the rollout runs under (the service's, when it was created).
+    pub deployment_configuration: wire::DeploymentConfiguration,
+    /// The container images of the revision, for DescribeServiceRevisions.
+    pub container_images: Vec<wire::ContainerImage>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+    pub stopped_at_ms: Option<i64>,
+    /// IN_PROGRESS, COMPLETED or FAILED.
+    pub rollout_state: String,
+    pub rollout_state_reason: String,
+    /// The ServiceDeployment status: IN_PROGRESS, SUCCESSFUL, STOPPED, STOP_REQUESTED,
+    /// ROLLBACK_IN_PROGRESS, ROLLBACK_SUCCESSFUL, ROLLBACK_FAILED.
+    pub service_deployment_status: String,
+    pub status_reason: Option<String>,
+    /// The deployments this one replaces (their service revision ARNs).
+    pub source_revisions: Vec<String>,
+    /// Set when this deployment rolls back a failed one.
+    pub rollback: Option<wire::Rollback>,
+    /// Tasks of this deployment that stopped on their own (not asked to by anyone).
+    pub failed_tasks: i32,
+    /// Failures since the last task of this deployment that reached RUNNING; drives the launch
+    /// backoff.
+    pub consecutive_failures: u32,
+    pub launch_not_before_ms: i64,
+    /// Ids of failed tasks already counted, so a failure is counted once however often it is
+    /// seen (bounded; tasks are forgotten an hour after they stop).
+    pub counted_failures: Vec<String>,
+    /// Whether some task of this deployment has reached RUNNING.
+    pub any_running: bool,
+    /// For a deployment the circuit breaker (or StopServiceDeployment) started to roll back a
+    /// failed one: the failed deployment's id, whose rollback completes with this deployment.
+    #[serde(default)]
+    pub rolls_back: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceEventRecord {
+    pub id: String,
+    pub created_at_ms: i64,
+    pub message: String,
 }

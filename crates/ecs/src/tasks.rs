@@ -1,21 +1,26 @@
 //! Task actions: RunTask, StartTask, StopTask, DescribeTasks, ListTasks.
 //!
-//! A task is placed in the same transaction that takes its resources from its instance (under
-//! the instance record's version), so concurrent RunTasks never oversubscribe an instance;
-//! stopping gives them back in the transaction that records STOPPED. The agent on the instance
-//! learns of tasks by polling (`nodes`), and reports what it observes.
+//! [`place_tasks`] is the one placement path (RunTask, StartTask, services): `berth-scheduler`
+//! chooses over the cluster as `placement::to_instance` maps it, and a task is placed in the
+//! same transaction that takes its resources from its instance (under the instance record's
+//! version), so concurrent placements never oversubscribe an instance; stopping gives them back
+//! in the transaction that records STOPPED. The agent on the instance learns of tasks by
+//! polling (`nodes`), and reports what it observes.
 
 use crate::Ecs;
 use crate::common::{self, active_cluster, client, failure, invalid, resource_name};
 use crate::container_instances::{self, instance_id, new_id, put_instance};
-use crate::placement::{self, Candidate};
+use crate::placement;
 use crate::records::{
     ClusterRecord, ContainerInstanceRecord, TaskDefinitionRecord, TaskRecord, kinds, pair_key,
 };
 use berth_aws::{AwsError, RequestContext};
 use berth_model::task::{DesiredStatus, TaskStatus};
+use berth_scheduler::{Constraint, PlacementError, Reason, Strategy, TaskRequest};
 use berth_shapes::{Timestamp, ecs as wire};
 use berth_store::{Expect, Op};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use std::collections::HashMap;
 
 const MAX_COUNT: i32 = 10;
@@ -113,48 +118,76 @@ fn task_id<'a>(ctx: &RequestContext, cluster: &str, ident: &'a str) -> Option<&'
     (!id.is_empty() && !id.contains('/') && !id.contains('|')).then_some(id)
 }
 
-/// What RunTask and StartTask share once the request is checked.
-struct Launch {
+/// What RunTask, StartTask and a service's scheduler share once the request is checked: the
+/// task to create and how to place it. Built by [`prepare`] (RunTask/StartTask) or
+/// [`launch_for`] (a service).
+#[derive(Debug, Clone)]
+pub(crate) struct Launch {
+    pub definition: wire::TaskDefinition,
+    pub definition_tags: Vec<wire::Tag>,
+    /// With an entry per container, as ECS answers.
+    pub overrides: wire::TaskOverride,
+    /// `family:<name>` by default; `service:<name>` for a service's tasks.
+    pub group: String,
+    pub started_by: Option<String>,
+    pub tags: Vec<wire::Tag>,
+    pub constraints: Vec<Constraint>,
+    /// Applied in order; empty places at random.
+    pub strategies: Vec<Strategy>,
+    pub enable_execute_command: bool,
+    /// What each task holds on its instance (CPU, memory, static host ports).
+    pub need: crate::records::Capacity,
+    /// Host ports Docker picks for each task (bridge `hostPort` 0 or absent).
+    pub dynamic_ports: u32,
+}
+
+/// ECS's `placementConstraints` and `placementStrategy` as the scheduler's, or
+/// `InvalidParameterException` with the scheduler's message (a bad `memberOf` expression names
+/// the column of the problem). Shared by RunTask and services.
+pub(crate) fn placement_rules(
+    constraints: &[wire::PlacementConstraint],
+    strategies: &[wire::PlacementStrategy],
+) -> Result<(Vec<Constraint>, Vec<Strategy>), AwsError> {
+    if constraints.len() > 10 {
+        return Err(invalid("At most 10 placement constraints are allowed."));
+    }
+    if strategies.len() > 5 {
+        return Err(invalid("At most 5 placement strategies are allowed."));
+    }
+    let constraints = constraints
+        .iter()
+        .map(|c| {
+            Constraint::from_wire(
+                c.r#type.as_deref().unwrap_or_default(),
+                c.expression.as_deref(),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(e.to_string()))?;
+    let strategies = strategies
+        .iter()
+        .map(|s| Strategy::from_wire(s.r#type.as_deref().unwrap_or_default(), s.field.as_deref()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok((constraints, strategies))
+}
+
+/// A launch of `definition` (an ACTIVE revision the caller has found), for a service or any
+/// caller that already holds the definition: checks the overrides against its containers,
+/// gives every container an override entry, and works out what each task holds. `tags` are
+/// the task's (already merged with whatever the caller propagates).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn launch_for(
     definition: wire::TaskDefinition,
     definition_tags: Vec<wire::Tag>,
-    overrides: wire::TaskOverride,
+    overrides: Option<wire::TaskOverride>,
     group: String,
     started_by: Option<String>,
     tags: Vec<wire::Tag>,
-    distinct_instance: bool,
-    enable_execute_command: bool,
-    need: crate::records::Capacity,
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn prepare(
-    ecs: &Ecs,
-    ctx: &RequestContext,
-    task_definition: Option<&str>,
-    overrides: Option<wire::TaskOverride>,
-    group: Option<String>,
-    started_by: Option<String>,
-    tags: Option<Vec<wire::Tag>>,
-    propagate_tags: Option<&str>,
-    constraints: &[wire::PlacementConstraint],
-    strategies: &[wire::PlacementStrategy],
+    constraints: Vec<Constraint>,
+    strategies: Vec<Strategy>,
     enable_execute_command: bool,
 ) -> Result<Launch, AwsError> {
-    let ident = task_definition.unwrap_or_default();
-    let (record, _): (TaskDefinitionRecord, u64) = crate::task_definitions::find(ecs, ctx, ident)
-        .await?
-        .ok_or_else(|| invalid("TaskDefinition not found."))?;
-    let definition = record.definition;
-    if definition.status.as_deref() != Some("ACTIVE") {
-        return Err(client("TaskDefinition is inactive"));
-    }
-    let compat = definition
-        .requires_compatibilities
-        .clone()
-        .unwrap_or_default();
-    if !compat.is_empty() && !compat.iter().any(|c| c == "EC2") {
-        return Err(client("Task definition does not support launch_type EC2."));
-    }
     let mut overrides = overrides.unwrap_or_default();
     let names: Vec<String> = definition
         .container_definitions
@@ -203,38 +236,56 @@ async fn prepare(
     overrides
         .inference_accelerator_overrides
         .get_or_insert_with(Vec::new);
-    if constraints.len() > 10 {
-        return Err(invalid("At most 10 placement constraints are allowed."));
+    let need = placement::demand(&definition, &overrides);
+    let dynamic_ports = placement::dynamic_ports(&definition);
+    Ok(Launch {
+        definition,
+        definition_tags,
+        overrides,
+        group,
+        started_by,
+        tags,
+        constraints,
+        strategies,
+        enable_execute_command,
+        need,
+        dynamic_ports,
+    })
+}
+
+/// RunTask's and StartTask's request, checked: the task definition (ACTIVE, EC2-compatible),
+/// overrides, placement rules, group, startedBy and tags (propagated from the definition when
+/// asked).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn prepare(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    task_definition: Option<&str>,
+    overrides: Option<wire::TaskOverride>,
+    group: Option<String>,
+    started_by: Option<String>,
+    tags: Option<Vec<wire::Tag>>,
+    propagate_tags: Option<&str>,
+    constraints: &[wire::PlacementConstraint],
+    strategies: &[wire::PlacementStrategy],
+    enable_execute_command: bool,
+) -> Result<Launch, AwsError> {
+    let ident = task_definition.unwrap_or_default();
+    let (record, _): (TaskDefinitionRecord, u64) = crate::task_definitions::find(ecs, ctx, ident)
+        .await?
+        .ok_or_else(|| invalid("TaskDefinition not found."))?;
+    let definition = record.definition;
+    if definition.status.as_deref() != Some("ACTIVE") {
+        return Err(client("TaskDefinition is inactive"));
     }
-    let mut distinct_instance = false;
-    for c in constraints {
-        match (c.r#type.as_deref(), c.expression.as_deref()) {
-            (Some("distinctInstance"), None) => distinct_instance = true,
-            (Some("distinctInstance"), Some(_)) => {
-                return Err(invalid(
-                    "distinctInstance placement constraints do not take an expression.",
-                ));
-            }
-            // memberOf is accepted and not yet evaluated: the query language is the
-            // scheduler's (issue 5).
-            (Some("memberOf"), Some(e)) if !e.trim().is_empty() => {}
-            (Some("memberOf"), _) => {
-                return Err(invalid(
-                    "memberOf placement constraints require an expression.",
-                ));
-            }
-            _ => return Err(invalid("Invalid placement constraint type.")),
-        }
+    let compat = definition
+        .requires_compatibilities
+        .clone()
+        .unwrap_or_default();
+    if !compat.is_empty() && !compat.iter().any(|c| c == "EC2") {
+        return Err(client("Task definition does not support launch_type EC2."));
     }
-    if strategies.len() > 5 {
-        return Err(invalid("At most 5 placement strategies are allowed."));
-    }
-    for s in strategies {
-        match (s.r#type.as_deref(), s.field.as_deref()) {
-            (Some("random"), _) | (Some("spread" | "binpack"), Some(_)) => {}
-            _ => return Err(invalid("Invalid placement strategy.")),
-        }
-    }
+    let (constraints, strategies) = placement_rules(constraints, strategies)?;
     let family = definition.family.clone().unwrap_or_default();
     let group = group.unwrap_or_else(|| format!("family:{family}"));
     if group.len() > 255 {
@@ -260,18 +311,17 @@ async fn prepare(
         }
         _ => {}
     }
-    let need = placement::demand(&definition, &overrides);
-    Ok(Launch {
+    launch_for(
         definition,
         definition_tags,
         overrides,
         group,
         started_by,
         tags,
-        distinct_instance,
+        constraints,
+        strategies,
         enable_execute_command,
-        need,
-    })
+    )
 }
 
 fn new_task(
@@ -383,9 +433,31 @@ fn new_task(
     }
 }
 
-/// Places `count` tasks on `instances` (or one on each named instance when `targets` is
-/// given), writing the tasks and the instances' remaining resources in one transaction.
-async fn place(
+/// `failures[]` as ECS lists them: one entry per instance and reason.
+#[derive(Default)]
+struct Failures(Vec<wire::Failure>);
+
+impl Failures {
+    fn add(&mut self, arn: &str, reason: &str) {
+        if !self
+            .0
+            .iter()
+            .any(|f| f.arn.as_deref() == Some(arn) && f.reason.as_deref() == Some(reason))
+        {
+            self.0.push(failure(arn.to_string(), reason));
+        }
+    }
+}
+
+/// Places `count` tasks of `launch` in `cluster` through `berth-scheduler` (or, when `targets`
+/// names instance ids — StartTask — one task on each named instance, in order, `count`
+/// ignored), writing the tasks and the instances' remaining resources in one transaction
+/// under `Expect::Version` of every instance it takes from, so concurrent placements never
+/// oversubscribe. Tasks that do not fit come back as `failures[]` with the container instance
+/// ARN and ECS's reason (`RESOURCE:CPU`, `RESOURCE:MEMORY`, `RESOURCE:PORTS`, `AGENT`,
+/// `ATTRIBUTE`; `MISSING`/`INACTIVE` for a named instance). No ACTIVE instance at all is
+/// `InvalidParameterException` ("No Container Instances were found in your cluster.").
+pub(crate) async fn place_tasks(
     ecs: &Ecs,
     ctx: &RequestContext,
     cluster: &ClusterRecord,
@@ -394,9 +466,10 @@ async fn place(
     targets: Option<&[String]>,
 ) -> Result<(Vec<TaskRecord>, Vec<wire::Failure>), AwsError> {
     let partition = ctx.partition();
+    let no_instances = || invalid("No Container Instances were found in your cluster.");
     common::transact(ecs, || async {
         let now = ecs.now_ms();
-        let mut instances: Vec<(ContainerInstanceRecord, u64)> =
+        let mut records: Vec<(ContainerInstanceRecord, u64)> =
             common::all_versioned::<ContainerInstanceRecord>(
                 ecs,
                 ctx,
@@ -411,84 +484,113 @@ async fn place(
             })
             .map(|(_, r, v)| (r, v))
             .collect();
-        if targets.is_none() && instances.is_empty() {
-            return Err(invalid(
-                "No Container Instances were found in your cluster.",
-            ));
+        if targets.is_none() && records.is_empty() {
+            return Err(no_instances());
         }
-        let mut touched = vec![false; instances.len()];
-        let mut used = vec![false; instances.len()];
-        let mut tasks = Vec::new();
-        let mut failures: Vec<wire::Failure> = Vec::new();
-        let mut add_failure = |arn: String, reason: &str| {
-            if !failures.iter().any(|f| {
-                f.arn.as_deref() == Some(arn.as_str()) && f.reason.as_deref() == Some(reason)
-            }) {
-                failures.push(failure(arn, reason));
-            }
+        let live = container_instances::live_tasks(ecs, ctx, &cluster.name).await?;
+        let mut live_on: HashMap<&str, Vec<&TaskRecord>> = HashMap::new();
+        for t in &live {
+            live_on
+                .entry(t.container_instance_id.as_str())
+                .or_default()
+                .push(t);
+        }
+        let live_of = |id: &str| live_on.get(id).into_iter().flatten().copied();
+        let custom = container_instances::cluster_attributes(ecs, ctx, &cluster.name).await?;
+        let custom_of = |id: &str| custom.get(id).map_or(&[][..], Vec::as_slice);
+        let mut request = TaskRequest {
+            demand: placement::scheduler_demand(&launch.need, launch.dynamic_ports),
+            group: launch.group.clone(),
+            constraints: launch.constraints.clone(),
+            strategies: launch.strategies.clone(),
+            count: u32::try_from(count).unwrap_or(u32::MAX),
         };
-        let rounds: Vec<Option<usize>> = match targets {
-            // StartTask: one task on each named instance, in the order given.
-            Some(t) => t
-                .iter()
-                .map(|id| instances.iter().position(|(r, _)| &r.id == id))
-                .collect(),
-            None => vec![None; count],
-        };
-        if let Some(t) = targets {
-            for (id, at) in t.iter().zip(&rounds) {
-                if at.is_none() {
-                    add_failure(
-                        container_instances::instance_arn(ctx, &cluster.name, id),
-                        "MISSING",
-                    );
+        if request.strategies.is_empty() {
+            // ECS places standalone tasks at random unless told otherwise.
+            request.strategies.push(Strategy::Random);
+        }
+        let mut rng = StdRng::from_entropy();
+        let mut failures = Failures::default();
+        let mut touched = vec![false; records.len()];
+        let mut tasks: Vec<TaskRecord> = Vec::new();
+        match targets {
+            None => {
+                let view: Vec<berth_scheduler::Instance> = records
+                    .iter()
+                    .map(|(r, _)| {
+                        placement::to_instance(
+                            r,
+                            custom_of(&r.id),
+                            live_of(&r.id),
+                            container_instances::connected(r, now),
+                        )
+                    })
+                    .collect();
+                let plan =
+                    berth_scheduler::place(&view, &request, &mut rng).map_err(|e| match e {
+                        PlacementError::NoInstances => no_instances(),
+                        e => invalid(e.to_string()),
+                    })?;
+                for p in &plan.placements {
+                    let (r, _) = &mut records[p.instance];
+                    placement::take(&mut r.remaining, &launch.need);
+                    r.version += 1;
+                    touched[p.instance] = true;
+                    tasks.push(new_task(ctx, cluster, r, launch, now));
+                }
+                if !plan.failures.is_empty() {
+                    for (i, reason) in berth_scheduler::misfits(&view, &request, &plan) {
+                        failures.add(&records[i].0.arn, reason.as_str());
+                    }
                 }
             }
-        }
-        for round in rounds {
-            let candidates: Vec<Candidate> = instances
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| round.is_none_or(|r| r == *i))
-                .map(|(i, (r, _))| Candidate {
-                    arn: r.arn.clone(),
-                    usable: r.can_run_tasks
-                        && container_instances::connected(r, now)
-                        && (r.status == "ACTIVE" || targets.is_some()),
-                    remaining: r.remaining.clone(),
-                    excluded: launch.distinct_instance && used[i],
-                })
-                .collect();
-            if targets.is_some() && round.is_none() {
-                continue;
-            }
-            // Map the candidate index back to the instance index.
-            let index: Vec<usize> = (0..instances.len())
-                .filter(|i| round.is_none_or(|r| r == *i))
-                .collect();
-            match placement::choose(&candidates, &launch.need) {
-                Ok(c) => {
-                    let i = index[c];
-                    let (r, _) = &mut instances[i];
+            Some(ids) => {
+                // StartTask: the named instance or nothing; no strategy to apply.
+                let one = TaskRequest {
+                    count: 1,
+                    strategies: Vec::new(),
+                    ..request.clone()
+                };
+                for id in ids {
+                    let Some(i) = records.iter().position(|(r, _)| &r.id == id) else {
+                        failures.add(
+                            &container_instances::instance_arn(ctx, &cluster.name, id),
+                            "MISSING",
+                        );
+                        continue;
+                    };
+                    let (r, _) = &mut records[i];
                     if r.status == "INACTIVE" {
-                        add_failure(r.arn.clone(), "INACTIVE");
+                        failures.add(&r.arn, "INACTIVE");
+                        continue;
+                    }
+                    // Tasks already there, and those this call placed (earlier ids may repeat).
+                    let mut here: Vec<&TaskRecord> = live_of(&r.id).collect();
+                    here.extend(&tasks);
+                    let mut inst = placement::to_instance(
+                        r,
+                        custom_of(&r.id),
+                        here,
+                        container_instances::connected(r, now),
+                    );
+                    // Named explicitly, a DRAINING instance still takes the task.
+                    inst.can_run_tasks = r.can_run_tasks;
+                    let plan = berth_scheduler::place(&[inst], &one, &mut rng)
+                        .map_err(|e| invalid(e.to_string()))?;
+                    if plan.placements.is_empty() {
+                        let reason = plan.failures.first().map_or(Reason::Agent, |f| f.reason);
+                        failures.add(&r.arn, reason.as_str());
                         continue;
                     }
                     placement::take(&mut r.remaining, &launch.need);
                     r.version += 1;
                     touched[i] = true;
-                    used[i] = true;
                     tasks.push(new_task(ctx, cluster, r, launch, now));
-                }
-                Err(misfits) => {
-                    for (arn, m) in misfits {
-                        add_failure(arn, m.reason());
-                    }
                 }
             }
         }
         let mut ops = Vec::new();
-        for (i, (r, v)) in instances.iter().enumerate() {
+        for (i, (r, v)) in records.iter().enumerate() {
             if touched[i] {
                 ops.push(put_instance(&partition, r, Expect::Version(*v))?);
             }
@@ -496,7 +598,7 @@ async fn place(
         for t in &tasks {
             ops.push(put_task(&partition, t, Expect::Absent)?);
         }
-        Ok((ops, (tasks, failures)))
+        Ok((ops, (tasks, failures.0)))
     })
     .await
 }
@@ -555,7 +657,7 @@ pub async fn run_task(
         req.enable_execute_command.unwrap_or(false),
     )
     .await?;
-    let (tasks, failures) = place(ecs, ctx, &cluster, &launch, count as usize, None).await?;
+    let (tasks, failures) = place_tasks(ecs, ctx, &cluster, &launch, count as usize, None).await?;
     Ok(wire::RunTaskResponse {
         tasks: Some(tasks.iter().map(|t| to_wire(t, true)).collect()),
         failures: Some(failures),
@@ -594,7 +696,7 @@ pub async fn start_task(
         req.enable_execute_command.unwrap_or(false),
     )
     .await?;
-    let (tasks, failures) = place(ecs, ctx, &cluster, &launch, ids.len(), Some(&ids)).await?;
+    let (tasks, failures) = place_tasks(ecs, ctx, &cluster, &launch, ids.len(), Some(&ids)).await?;
     Ok(wire::StartTaskResponse {
         tasks: Some(tasks.iter().map(|t| to_wire(t, true)).collect()),
         failures: Some(failures),
@@ -686,13 +788,18 @@ pub async fn list_tasks(
     req: wire::ListTasksRequest,
 ) -> Result<wire::ListTasksResponse, AwsError> {
     let (cluster, _) = active_cluster(ecs, ctx, req.cluster.as_deref()).await?;
-    if req.service_name.is_some() {
-        // Services arrive with the scheduler (issue 5); until then none exists.
-        return Err(AwsError::client(
-            "ServiceNotFoundException",
-            "Service not found.",
-        ));
-    }
+    // A service's tasks are its group; the service must exist (any status: a deleted
+    // service's last tasks can still be listed while it drains).
+    let service_group = match req.service_name.as_deref() {
+        Some(ident) => Some(crate::services::group(
+            &crate::services::find(ecs, ctx, &cluster, ident)
+                .await?
+                .ok_or_else(crate::services::service_not_found)?
+                .0
+                .name,
+        )),
+        None => None,
+    };
     let instance = match req.container_instance.as_deref() {
         Some(ident) => Some(
             instance_id(ctx, &cluster.name, ident)
@@ -723,6 +830,7 @@ pub async fn list_tasks(
                     .is_none_or(|s| t.started_by.as_ref() == Some(s))
             })
             .filter(|(_, t)| req.launch_type.as_ref().is_none_or(|l| &t.launch_type == l))
+            .filter(|(_, t)| service_group.as_ref().is_none_or(|g| &t.group == g))
             .map(|(k, t)| (k, t.arn))
             .collect();
     let binding = common::binding(ctx, &format!("ListTasks.{}", cluster.name));
@@ -761,14 +869,7 @@ pub(crate) async fn counts(
 mod tests {
     use super::*;
 
-    fn ctx() -> RequestContext {
-        RequestContext {
-            account_id: "000000000000".into(),
-            region: "us-east-1".into(),
-            request_id: "r".into(),
-            access_key_id: None,
-        }
-    }
+    use crate::common::tests::ctx;
 
     #[test]
     fn task_ids_from_ids_and_arns() {

@@ -7,6 +7,7 @@
 pub mod arn;
 pub mod clock;
 pub mod ecs;
+pub mod rollout;
 pub mod task;
 
 pub use arn::Arn;

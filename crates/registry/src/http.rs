@@ -65,18 +65,30 @@ async fn dispatch(State(registry): State<Registry>, req: Request) -> Response {
 }
 
 async fn handle(registry: &Registry, req: Request) -> Result<Response, RegistryError> {
-    authorize(&registry.inner.access, req.headers())?;
+    let authorized = authorize(&registry.inner.access, req.headers());
     let raw = req.uri().path();
-    let rest = raw
+    let route = raw
         .strip_prefix("/v2")
         .map(|r| r.strip_prefix('/').unwrap_or(r))
-        .ok_or(RegistryError::NotFound)?;
-    let rest = percent_encoding::percent_decode_str(rest)
-        .decode_utf8()
-        .map_err(|_| RegistryError::NotFound)?
-        .into_owned();
-    let route = path::parse(&rest)?;
+        .ok_or(RegistryError::NotFound)
+        .and_then(|rest| {
+            percent_encoding::percent_decode_str(rest)
+                .decode_utf8()
+                .map_err(|_| RegistryError::NotFound)
+        })
+        .and_then(|rest| Ok(path::parse(&rest)?));
     let query = query_map(req.uri().query());
+    // Without credentials, only a presigned blob URL (ECR's GetDownloadUrlForLayer) gets in;
+    // an unauthenticated client learns nothing else, not even whether its path parses.
+    if let Err(e) = authorized {
+        let presigned = matches!(*req.method(), Method::GET | Method::HEAD)
+            && matches!(&route, Ok(Route::Blob { name, digest })
+                if registry.presigned_ok(name, digest, &query));
+        if !presigned {
+            return Err(e);
+        }
+    }
+    let route = route?;
     let method = req.method().clone();
     match (method, route) {
         (Method::GET | Method::HEAD, Route::Base) => Ok(json_response(StatusCode::OK, "{}".into())),
@@ -181,7 +193,7 @@ impl Registry {
         &self.inner.partition
     }
 
-    async fn require_repo(&self, name: &str) -> Result<(), RegistryError> {
+    pub(crate) async fn require_repo(&self, name: &str) -> Result<(), RegistryError> {
         if self.repository_exists(name).await? {
             Ok(())
         } else {
@@ -200,7 +212,7 @@ impl Registry {
         self.create_repository(name).await.map(|_| ())
     }
 
-    async fn link(
+    pub(crate) async fn link(
         &self,
         name: &str,
         digest: &Digest,
@@ -1007,14 +1019,15 @@ async fn append_body(
     }
 }
 
-/// Verifies and publishes an upload, then links the blob into the repository; 201.
-async fn complete(
+/// Verifies and publishes an upload, then links the blob into the repository. Returns the
+/// blob's size. The one way an upload becomes a blob, for `/v2/` and the management API alike.
+pub(crate) async fn publish(
     registry: &Registry,
     name: &str,
     id: &str,
     session: &mut uploads::Session,
     digest: &Digest,
-) -> Result<Response, RegistryError> {
+) -> Result<u64, RegistryError> {
     // Held from the rename into `blobs/` to the link's commit, so garbage collection sees
     // either no blob or a linked one.
     let _gate = registry.inner.gate.read().await;
@@ -1024,6 +1037,18 @@ async fn complete(
         .finish(&registry.inner.blobs, id, session, digest, None)
         .await?;
     registry.add_link(name, digest, size).await?;
+    Ok(size)
+}
+
+/// [`publish`], answered with 201.
+async fn complete(
+    registry: &Registry,
+    name: &str,
+    id: &str,
+    session: &mut uploads::Session,
+    digest: &Digest,
+) -> Result<Response, RegistryError> {
+    publish(registry, name, id, session, digest).await?;
     Ok(empty(
         StatusCode::CREATED,
         &[
@@ -1034,7 +1059,7 @@ async fn complete(
     ))
 }
 
-fn session_for(registry: &Registry, id: &str) -> Result<SessionHandle, RegistryError> {
+pub(crate) fn session_for(registry: &Registry, id: &str) -> Result<SessionHandle, RegistryError> {
     registry
         .inner
         .uploads

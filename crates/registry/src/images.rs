@@ -89,6 +89,9 @@ pub struct ImageInfo {
     /// children present in the repository (ECR: "the max size of all manifests in the list").
     pub size_bytes: u64,
     pub pushed_at_ms: i64,
+    /// An index or manifest list of the repository names it (a platform's image of a
+    /// multi-platform image).
+    pub in_index: bool,
 }
 
 /// A manifest's bytes, for pulls through the management API (ECR's BatchGetImage).
@@ -267,6 +270,10 @@ impl Registry {
                 sizes.insert(digest.clone(), size);
             }
         }
+        let children: std::collections::BTreeSet<String> = manifests
+            .iter()
+            .flat_map(|(_, m)| m.manifests.iter().cloned())
+            .collect();
         let out = manifests
             .into_iter()
             .map(|(digest, m)| {
@@ -281,6 +288,7 @@ impl Registry {
                         .unwrap_or(0),
                 };
                 ImageInfo {
+                    in_index: children.contains(&digest),
                     tags: tags.remove(&digest).unwrap_or_default(),
                     digest,
                     media_type: m.media_type,
@@ -416,6 +424,33 @@ impl Registry {
             Ok(match self.manifest_delete_ops(name, digest).await? {
                 Some((ops, tags)) => (ops, Some(tags)),
                 None => (vec![], None),
+            })
+        })
+        .await
+    }
+
+    /// Deletes a manifest as [`Registry::delete_image`] does, but only if the tags naming it are
+    /// still exactly `tags` (in any order): an expiry decided on an image's tags never takes a
+    /// tag pushed since. Returns whether it was deleted.
+    pub async fn expire_image(
+        &self,
+        name: &str,
+        digest: &str,
+        tags: &[String],
+    ) -> Result<bool, RegistryError> {
+        let mut expected = tags.to_vec();
+        expected.sort();
+        retry_on_conflict(&self.inner.store, || async {
+            Ok(match self.manifest_delete_ops(name, digest).await? {
+                Some((ops, mut now)) => {
+                    now.sort();
+                    if now == expected {
+                        (ops, true)
+                    } else {
+                        (vec![], false)
+                    }
+                }
+                None => (vec![], false),
             })
         })
         .await

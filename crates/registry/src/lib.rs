@@ -17,6 +17,7 @@ mod error;
 mod gc;
 mod http;
 mod images;
+mod layers;
 pub mod manifest;
 pub mod path;
 mod records;
@@ -24,7 +25,8 @@ mod uploads;
 
 pub use error::{RegistryError, error_response};
 pub use gc::GcReport;
-pub use images::{ImageInfo, ManifestInfo, PutOutcome, RepositoryInfo, TagPolicy};
+pub use images::{ImageInfo, ManifestInfo, PutOutcome, RepositoryInfo, TagPolicy, wildcard_match};
+pub use layers::{LayerInfo, UploadState};
 
 pub use berth_model::clock::{Clock, system_clock};
 use berth_store::{AnyStore, Expect, Op, Store};
@@ -109,6 +111,9 @@ struct Inner {
     /// cross-repository mounts (read), which link a blob they found in object storage: see
     /// `gc.rs` for why this closes the race.
     gate: tokio::sync::RwLock<()>,
+    /// Signs presigned blob URLs ([`Registry::presigned_blob_path`]). Random per process: a
+    /// presigned URL is short-lived and a restart simply ends it.
+    url_key: [u8; 32],
 }
 
 impl Registry {
@@ -130,6 +135,7 @@ impl Registry {
                 options,
                 uploads: uploads::Uploads::default(),
                 gate: tokio::sync::RwLock::new(()),
+                url_key: layers::random_key(),
             }),
         }
     }

@@ -67,6 +67,24 @@ pub struct Session {
     /// `None` once the session failed or finished; it is then removed from the table.
     writer: Option<WriteMultipart>,
     pub last_activity_ms: i64,
+    /// Length of the latest part appended through [`crate::Registry::upload_part`] (0 before
+    /// any), and the smallest part before it: a management API that has a minimum part size
+    /// (ECR's layer parts) checks every part but the last at completion.
+    pub last_part: u64,
+    pub smallest_earlier_part: Option<u64>,
+}
+
+impl Session {
+    /// Records that a part of `len` bytes was appended.
+    pub fn note_part(&mut self, len: u64) {
+        if self.last_part > 0 {
+            let earlier = self
+                .smallest_earlier_part
+                .map_or(self.last_part, |s| s.min(self.last_part));
+            self.smallest_earlier_part = Some(earlier);
+        }
+        self.last_part = len;
+    }
 }
 
 /// Why appending a body stopped early.
@@ -103,6 +121,8 @@ impl Uploads {
             hasher: Hasher::new(algorithm),
             writer: Some(WriteMultipart::new_with_chunk_size(upload, PART_SIZE)),
             last_activity_ms: now_ms,
+            last_part: 0,
+            smallest_earlier_part: None,
         }));
         self.sessions.lock().insert(id.clone(), session.clone());
         Ok((id, session))

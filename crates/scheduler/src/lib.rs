@@ -14,7 +14,7 @@ pub use model::{
     Constraint, Demand, Failure, Instance, Placement, PlacementError, Plan, Reason, Resource,
     Resources, SpreadField, Strategy, TaskRequest,
 };
-pub use place::{misfit, place};
+pub use place::{misfit, misfits, place};
 pub use query::{Expr, QueryError, parse};
 
 #[cfg(test)]

@@ -90,7 +90,8 @@ pub struct TaskRequest {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Constraint {
-    /// Each task of the batch on a different instance (ECS: also from other tasks of the batch).
+    /// Each task of the group on a different instance: no instance that already runs a task of
+    /// the request's group (as `task_groups` counts them: desired RUNNING), nor two of the batch.
     DistinctInstance,
     MemberOf(Expr),
 }

@@ -48,6 +48,22 @@ pub fn place<R: Rng + ?Sized>(
     Ok(plan)
 }
 
+/// Why each instance cannot take one more task of `request` once `plan`'s placements are made,
+/// as `(index, reason)` in index order: the first filter each one fails, for ECS's per-instance
+/// `failures[]` (a failed task's reason is the greatest of these). Instances that could still
+/// take a task are left out, so after a plan with failures every instance is listed.
+pub fn misfits(instances: &[Instance], request: &TaskRequest, plan: &Plan) -> Vec<(usize, Reason)> {
+    let mut batch = Batch::new(instances, request);
+    for p in &plan.placements {
+        if p.instance < instances.len() {
+            batch.take(p.instance);
+        }
+    }
+    (0..instances.len())
+        .filter_map(|i| batch.check(i).map(|r| (i, r)))
+        .collect()
+}
+
 /// Why `instance` cannot take `demand` on resources alone (CPU, then memory, then ports).
 pub fn misfit(remaining: &Resources, demand: &Demand) -> Option<Reason> {
     if demand.cpu > remaining.cpu {
@@ -80,7 +96,6 @@ struct Live {
     running: u64,
     /// Tasks of the request's group on the instance, those placed by this batch included.
     group_here: u64,
-    placed_here: u64,
     /// The static constraints' answer, once known.
     static_ok: Option<bool>,
 }
@@ -148,7 +163,6 @@ impl<'a> Batch<'a> {
                 udp_taken: Vec::new(),
                 running: u64::from(i.running_tasks_count),
                 group_here: u64::from(i.task_groups.get(group).copied().unwrap_or(0)),
-                placed_here: 0,
                 static_ok: None,
             })
             .collect();
@@ -205,7 +219,7 @@ impl<'a> Batch<'a> {
         if !usable(inst) {
             return Some(Reason::Agent);
         }
-        if self.distinct && self.live[i].placed_here > 0 {
+        if self.distinct && self.live[i].group_here > 0 {
             return Some(Reason::Attribute);
         }
         if !self.constraints_hold(i) {
@@ -225,7 +239,7 @@ impl<'a> Batch<'a> {
     /// first, since on the hot path only the yes/no matters.
     fn feasible(&mut self, i: usize) -> bool {
         fits(&self.instances[i], &self.live[i], &self.request.demand)
-            && !(self.distinct && self.live[i].placed_here > 0)
+            && !(self.distinct && self.live[i].group_here > 0)
             && self.constraints_hold(i)
     }
 
@@ -396,7 +410,6 @@ impl<'a> Batch<'a> {
         l.udp_taken.extend(&demand.udp_ports);
         l.running += 1;
         l.group_here += 1;
-        l.placed_here += 1;
         let new = self.index.as_ref().map(|(r, _)| l.get(*r));
         if let (Some((_, set)), Some(old), Some(new)) = (self.index.as_mut(), old, new) {
             set.remove(&(old, i));

@@ -501,3 +501,48 @@ fn wire_forms() {
         )
     );
 }
+
+#[test]
+fn misfits_give_each_instance_its_reason_after_the_plan() {
+    let mut fleet = vec![
+        node("a", 4096, 1024),
+        node("b", 10, 4096),
+        node("c", 4096, 4096),
+        node("d", 4096, 4096),
+    ];
+    fleet[2].agent_connected = false;
+    fleet[3]
+        .attributes
+        .insert("stack".into(), Some("dev".into()));
+    let mut req = request(100, 512, 3);
+    req.constraints = vec![
+        Constraint::from_wire("memberOf", Some("attribute:stack !exists"))
+            .unwrap_or(Constraint::DistinctInstance),
+    ];
+    let plan = place(&fleet, &req, &mut StdRng::seed_from_u64(0)).unwrap_or_default();
+    // a takes two tasks (1024 MiB), then nothing fits: the third task fails on memory.
+    assert_eq!(plan.placements.len(), 2);
+    assert_eq!(plan.failures.len(), 1);
+    assert_eq!(
+        misfits(&fleet, &req, &plan),
+        vec![
+            (0, Reason::Memory),
+            (1, Reason::Cpu),
+            (2, Reason::Agent),
+            (3, Reason::Attribute)
+        ]
+    );
+    // Before any placement, a still fits and is not listed.
+    assert_eq!(
+        misfits(&fleet, &req, &Plan::default()).first(),
+        Some(&(1, Reason::Cpu))
+    );
+    assert_eq!(
+        plan.failures[0].reason,
+        misfits(&fleet, &req, &plan)
+            .iter()
+            .map(|(_, r)| *r)
+            .max()
+            .unwrap_or(Reason::Agent)
+    );
+}

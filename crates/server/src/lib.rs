@@ -163,6 +163,11 @@ pub async fn run(
         create_default_cluster(&ecs, &config).await?;
     }
     let sweeper = tokio::spawn(liveness_sweep(ecs.clone(), config.clone()));
+    let controller = tokio::spawn(service_controller(
+        ecs.clone(),
+        config.clone(),
+        berth_store::Store::subscribe(&store),
+    ));
     let ecr = berth_ecr::Ecr::new(
         registry.clone(),
         identity.token_key,
@@ -170,6 +175,11 @@ pub async fn run(
         berth_registry::system_clock(),
     );
     let logs_sweeper = tokio::spawn(logs_sweep(logs.clone()));
+    // ECR applies lifecycle policies within 24 hours of their due time; hourly is well inside.
+    let lifecycle_sweeper = tokio::spawn(
+        ecr.clone()
+            .lifecycle_sweep(std::time::Duration::from_secs(3600)),
+    );
     let state = Arc::new(http_api::State::new(
         &config, &identity, store, ecs, ecr, logs,
     ));
@@ -199,7 +209,9 @@ pub async fn run(
         .await
         .map_err(Error::Serve);
     sweeper.abort();
+    controller.abort();
     logs_sweeper.abort();
+    lifecycle_sweeper.abort();
     served
 }
 
@@ -260,6 +272,54 @@ async fn liveness_sweep(ecs: berth_ecs::Ecs, config: Config) {
             Ok(0) => {}
             Ok(n) => tracing::warn!("stopped {n} task(s) of disconnected container instances"),
             Err(e) => tracing::warn!(code = %e.code, "liveness sweep failed"),
+        }
+    }
+}
+
+/// Runs the service controller: a pass whenever a service, task or container instance of the
+/// node's partition changes (changes that arrive together make one pass), and at least every
+/// second, which is what wakes launches held back by the failure backoff.
+async fn service_controller(
+    ecs: berth_ecs::Ecs,
+    config: Config,
+    mut changes: tokio::sync::broadcast::Receiver<berth_store::Change>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let ctx = own_context(&config);
+    let partition = ctx.partition();
+    let watched = [
+        berth_ecs::kinds::SERVICE,
+        berth_ecs::kinds::TASK,
+        berth_ecs::kinds::CONTAINER_INSTANCE,
+    ];
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            change = changes.recv() => match change {
+                Ok(c) if c.partition == partition && watched.contains(&c.kind.as_str()) => {
+                    // Let the rest of a burst arrive, then take it all in one pass.
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    while changes.try_recv().is_ok() {}
+                }
+                Ok(_) => continue,
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+        }
+        match berth_ecs::service_controller::reconcile(&ecs, &ctx).await {
+            Ok(p) if p.started + p.stopped > 0 => {
+                tracing::info!(
+                    started = p.started,
+                    stopped = p.stopped,
+                    "service controller pass"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(code = %e.code, "service controller pass failed: {}", e.message)
+            }
         }
     }
 }

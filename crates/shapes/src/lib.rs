@@ -21,6 +21,11 @@ impl Timestamp {
     pub fn from_millis(ms: i64) -> Self {
         Timestamp(ms as f64 / 1000.0)
     }
+
+    /// To milliseconds since the Unix epoch (fractions of a millisecond dropped).
+    pub fn to_millis(self) -> i64 {
+        (self.0 * 1000.0) as i64
+    }
 }
 
 /// A binary value as awsJson carries it: base64 text.

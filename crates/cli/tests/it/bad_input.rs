@@ -132,18 +132,18 @@ fn oversized_bodies_unknown_and_unsupported_operations_are_refused() {
 
     // An operation of the ECS model that berth does not serve yet says so, by name.
     let r = berth.ecs(
-        "CreateService",
-        &json!({"cluster": "base", "serviceName": "s", "taskDefinition": "base:1"}),
+        "CreateTaskSet",
+        &json!({"cluster": "base", "service": "s", "taskDefinition": "base:1"}),
     );
     refused(
         &berth,
         &before,
-        "CreateService",
+        "CreateTaskSet",
         &r,
         400,
         "UnsupportedOperationException",
     );
-    assert!(r.message().contains("CreateService"), "{}", r.text());
+    assert!(r.message().contains("CreateTaskSet"), "{}", r.text());
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// `aws ecr ARGS` through the profile berth wrote; the JSON of a run that must succeed.
-fn ecr(berth: &Berth, args: &[&str]) -> Value {
+pub(crate) fn ecr(berth: &Berth, args: &[&str]) -> Value {
     let mut all = vec!["ecr"];
     all.extend_from_slice(args);
     berth.aws_profile(&all).json()
@@ -18,7 +18,7 @@ fn ecr(berth: &Berth, args: &[&str]) -> Value {
 
 /// `aws ecr ARGS` for an action with an empty answer (the CLI prints nothing): it must succeed.
 #[track_caller]
-fn ecr_quiet(berth: &Berth, args: &[&str]) {
+pub(crate) fn ecr_quiet(berth: &Berth, args: &[&str]) {
     let mut all = vec!["ecr"];
     all.extend_from_slice(args);
     let out = berth.aws_profile(&all);
@@ -27,7 +27,7 @@ fn ecr_quiet(berth: &Berth, args: &[&str]) {
 
 /// `aws ecr ARGS` that must fail with the error `code`.
 #[track_caller]
-fn ecr_fails(berth: &Berth, args: &[&str], code: &str) -> String {
+pub(crate) fn ecr_fails(berth: &Berth, args: &[&str], code: &str) -> String {
     let mut all = vec!["ecr"];
     all.extend_from_slice(args);
     let out = berth.aws_profile(&all);
@@ -41,7 +41,7 @@ fn ecr_fails(berth: &Berth, args: &[&str], code: &str) -> String {
 }
 
 /// A unique name for this process and call, for repositories and local images.
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     format!(
         "{prefix}-{}-{}",
@@ -52,7 +52,7 @@ fn unique(prefix: &str) -> String {
 
 /// An OCI image index with no children: a valid manifest that needs no blobs, so PutImage and
 /// the OCI API can be driven without uploading layers. `note` changes its digest.
-fn empty_index(note: &str) -> String {
+pub(crate) fn empty_index(note: &str) -> String {
     json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -598,4 +598,409 @@ fn docker_login_push_pull_run_and_describe_images() {
     let gone = docker(&config, &["pull", &v1], None);
     assert_ne!(gone.code, 0, "v1 was deleted: {}", gone.stdout);
     docker(&config, &["logout", &host], None);
+}
+
+/// boto3 pushes an image through the layer APIs (a gzipped tar layer larger than one part, and
+/// its config), checking each API's errors on the way, then PutImage names them; prints the
+/// layer's digest.
+const BOTO3_LAYER_PUSH: &str = r#"
+import base64, botocore, boto3, gzip, hashlib, io, json, os, tarfile, urllib.error, urllib.request
+ecr = boto3.client("ecr", endpoint_url=os.environ["BERTH_ENDPOINT"], region_name="us-east-1")
+repo = os.environ["REPO"]
+
+def fails(code, f, **kw):
+    try:
+        f(repositoryName=repo, **kw)
+    except botocore.exceptions.ClientError as e:
+        got = e.response["Error"]["Code"]
+        assert got == code, (code, got, e.response["Error"]["Message"])
+        return e.response["Error"]["Message"]
+    raise AssertionError(f"{f.__name__} {kw} succeeded, expected {code}")
+
+def sha(b):
+    return "sha256:" + hashlib.sha256(b).hexdigest()
+
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as t:
+    for name, data in [("hello.txt", os.environ["CONTENT"].encode()), ("pad.bin", os.urandom(700 * 1024))]:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(data), 0o644
+        t.addfile(info, io.BytesIO(data))
+tar = buf.getvalue()
+layer = gzip.compress(tar, mtime=0)
+config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                     "rootfs": {"type": "layers", "diff_ids": [sha(tar)]}}).encode()
+
+def push(blob):
+    up = ecr.initiate_layer_upload(repositoryName=repo)
+    uid, size = up["uploadId"], up["partSize"]
+    for start in range(0, len(blob), size):
+        part = blob[start:start + size]
+        r = ecr.upload_layer_part(repositoryName=repo, uploadId=uid, partFirstByte=start,
+                                  partLastByte=start + len(part) - 1, layerPartBlob=part)
+        assert r["lastByteReceived"] == start + len(part) - 1, r
+        assert r["uploadId"] == uid and r["repositoryName"] == repo, r
+    done = ecr.complete_layer_upload(repositoryName=repo, uploadId=uid, layerDigests=[sha(blob)])
+    assert done["layerDigest"] == sha(blob), done
+    return uid, size
+
+check = ecr.batch_check_layer_availability(repositoryName=repo, layerDigests=[sha(layer), "nope", ""])
+assert check["layers"] == [], check
+assert [f["failureCode"] for f in check["failures"]] == ["MissingLayerDigest", "InvalidLayerDigest", "MissingLayerDigest"], check
+
+# A part must continue the upload exactly; a bad one changes nothing.
+up = ecr.initiate_layer_upload(repositoryName=repo)["uploadId"]
+ecr.upload_layer_part(repositoryName=repo, uploadId=up, partFirstByte=0, partLastByte=9, layerPartBlob=b"0123456789")
+msg = fails("InvalidLayerPartException", ecr.upload_layer_part, uploadId=up, partFirstByte=20, partLastByte=29, layerPartBlob=b"x" * 10)
+assert "lastValidByteReceived: 9" in msg, msg
+fails("InvalidLayerPartException", ecr.upload_layer_part, uploadId=up, partFirstByte=10, partLastByte=30, layerPartBlob=b"x" * 10)
+r = ecr.upload_layer_part(repositoryName=repo, uploadId=up, partFirstByte=10, partLastByte=19, layerPartBlob=b"abcdefghij")
+assert r["lastByteReceived"] == 19, r
+# Parts of 10 bytes before the last are too small; a wrong digest is an invalid layer.
+fails("LayerPartTooSmallException", ecr.complete_layer_upload, uploadId=up, layerDigests=[sha(b"0123456789abcdefghij")])
+up = ecr.initiate_layer_upload(repositoryName=repo)["uploadId"]
+fails("EmptyUploadException", ecr.complete_layer_upload, uploadId=up, layerDigests=[sha(b"")])
+ecr.upload_layer_part(repositoryName=repo, uploadId=up, partFirstByte=0, partLastByte=4, layerPartBlob=b"hello")
+fails("InvalidLayerException", ecr.complete_layer_upload, uploadId=up, layerDigests=[sha(b"other")])
+fails("UploadNotFoundException", ecr.complete_layer_upload, uploadId=up, layerDigests=[sha(b"hello")])
+fails("UploadNotFoundException", ecr.upload_layer_part, uploadId="00000000-0000-4000-8000-000000000000", partFirstByte=0, partLastByte=0, layerPartBlob=b"x")
+assert ecr.batch_check_layer_availability(repositoryName=repo, layerDigests=[sha(b"other"), sha(b"hello")])["layers"] == []
+
+uid, size = push(layer)
+assert size < len(layer), "the layer spans several parts"
+push(config)
+check = ecr.batch_check_layer_availability(repositoryName=repo, layerDigests=[sha(layer), sha(config)])
+assert [(l["layerDigest"], l["layerAvailability"], l["layerSize"]) for l in check["layers"]] == \
+    [(sha(layer), "AVAILABLE", len(layer)), (sha(config), "AVAILABLE", len(config))], check
+up = ecr.initiate_layer_upload(repositoryName=repo)["uploadId"]
+ecr.upload_layer_part(repositoryName=repo, uploadId=up, partFirstByte=0, partLastByte=len(config) - 1, layerPartBlob=config)
+fails("LayerAlreadyExistsException", ecr.complete_layer_upload, uploadId=up, layerDigests=[sha(config)])
+
+# Not yet part of an image: not downloadable.
+fails("LayerInaccessibleException", ecr.get_download_url_for_layer, layerDigest=sha(layer))
+fails("LayersNotFoundException", ecr.get_download_url_for_layer, layerDigest=sha(b"never"))
+
+manifest = json.dumps({
+    "schemaVersion": 2,
+    "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+    "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": len(config), "digest": sha(config)},
+    "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": len(layer), "digest": sha(layer)}],
+})
+ecr.put_image(repositoryName=repo, imageTag="v1", imageManifest=manifest)
+check = ecr.batch_check_layer_availability(repositoryName=repo, layerDigests=[sha(layer)])
+assert check["layers"][0]["mediaType"] == "application/vnd.docker.image.rootfs.diff.tar.gzip", check
+
+url = ecr.get_download_url_for_layer(repositoryName=repo, layerDigest=sha(layer))
+assert url["layerDigest"] == sha(layer), url
+# The URL serves the layer with no credentials; tampering with it does not.
+assert urllib.request.urlopen(url["downloadUrl"]).read() == layer
+try:
+    urllib.request.urlopen(url["downloadUrl"].replace("Signature=", "Signature=00"))
+    raise AssertionError("a tampered URL served the layer")
+except urllib.error.HTTPError as e:
+    assert e.code == 401, e.code
+print(sha(layer))
+"#;
+
+#[test]
+fn layer_apis_push_an_image_that_docker_pulls() {
+    let berth = Berth::start(Opts::default());
+    let repo = unique("layers/app");
+    ecr(&berth, &["create-repository", "--repository-name", &repo]);
+    let content = format!("pushed through the layer APIs into {repo}\n");
+    let out = berth.python(BOTO3_LAYER_PUSH, &[("REPO", &repo), ("CONTENT", &content)]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let layer_digest = out.stdout.trim().to_owned();
+
+    // The blob over /v2/ with the registry's credentials.
+    let header = basic_auth(&berth);
+    let blob = http(
+        berth.addr,
+        "GET",
+        &format!("/v2/{repo}/blobs/{layer_digest}"),
+        &[("authorization", header.as_str())],
+        b"",
+    );
+    assert_eq!(blob.status, 200);
+    assert_eq!(
+        blob.header("docker-content-digest"),
+        Some(layer_digest.as_str())
+    );
+
+    // docker pulls what the layer APIs pushed, and the file is in it.
+    let config = berth.dir.path().join("docker");
+    std::fs::create_dir_all(&config).expect("mkdir docker config");
+    let host = berth.addr.to_string();
+    let image = format!("{host}/{repo}:v1");
+    let _cleanup = LocalImages(vec![image.clone()]);
+    let password = berth.aws_profile(&["ecr", "get-login-password"]);
+    docker_ok(
+        &config,
+        &["login", "--username", "AWS", "--password-stdin", &host],
+        Some(password.stdout.trim()),
+    );
+    docker_ok(&config, &["pull", &image], None);
+    let container = docker_ok(&config, &["create", &image, "/none"], None)
+        .trim()
+        .to_owned();
+    let out_dir = berth.dir.path().join("copied");
+    std::fs::create_dir_all(&out_dir).expect("mkdir");
+    let copied = docker(
+        &config,
+        &[
+            "cp",
+            &format!("{container}:/hello.txt"),
+            &out_dir.to_string_lossy(),
+        ],
+        None,
+    );
+    docker(&config, &["rm", "-f", &container], None);
+    assert_eq!(copied.code, 0, "{}", copied.stderr);
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("hello.txt")).expect("copied file"),
+        content
+    );
+    docker(&config, &["logout", &host], None);
+}
+
+#[test]
+fn put_image_tag_mutability_changes_what_put_image_may_overwrite() {
+    let berth = Berth::start(Opts::default());
+    let name = unique("mutability");
+    ecr(&berth, &["create-repository", "--repository-name", &name]);
+    let put = |tag: &str, note: &str| -> Output {
+        berth.aws_profile(&[
+            "ecr",
+            "put-image",
+            "--repository-name",
+            &name,
+            "--image-tag",
+            tag,
+            "--image-manifest",
+            &empty_index(note),
+        ])
+    };
+    let set = |args: &[&str]| -> Value {
+        let mut all = vec!["put-image-tag-mutability", "--repository-name", &name];
+        all.extend_from_slice(args);
+        ecr(&berth, &all)
+    };
+    let described = |berth: &Berth| -> Value {
+        ecr(
+            berth,
+            &["describe-repositories", "--repository-names", &name],
+        )["repositories"][0]
+            .clone()
+    };
+    put("v1", "a").json();
+    put("v1", "b").json();
+
+    let answer = set(&["--image-tag-mutability", "IMMUTABLE"]);
+    assert_eq!(answer["repositoryName"], name.as_str());
+    assert_eq!(answer["registryId"], berth.keys.account_id.as_str());
+    assert_eq!(answer["imageTagMutability"], "IMMUTABLE");
+    assert_eq!(described(&berth)["imageTagMutability"], "IMMUTABLE");
+    let refused = put("v1", "c");
+    assert!(
+        refused.stderr.contains("(ImageTagAlreadyExistsException)"),
+        "{}",
+        refused.stderr
+    );
+    put("v2", "c").json();
+    // docker pushes through /v2/, where the same policy holds: TAG_INVALID.
+    let header = basic_auth(&berth);
+    let r = http(
+        berth.addr,
+        "PUT",
+        &format!("/v2/{name}/manifests/v1"),
+        &[
+            ("authorization", header.as_str()),
+            ("content-type", "application/vnd.oci.image.index.v1+json"),
+        ],
+        empty_index("c2").as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("TAG_INVALID"), "{}", r.text());
+
+    // Mutable except release tags.
+    let answer = set(&[
+        "--image-tag-mutability",
+        "MUTABLE_WITH_EXCLUSION",
+        "--image-tag-mutability-exclusion-filters",
+        "filterType=WILDCARD,filter=release-*",
+    ]);
+    assert_eq!(
+        answer["imageTagMutabilityExclusionFilters"],
+        json!([{"filterType": "WILDCARD", "filter": "release-*"}])
+    );
+    put("v1", "d").json();
+    put("release-1", "e").json();
+    let refused = put("release-1", "f");
+    assert!(
+        refused.stderr.contains("(ImageTagAlreadyExistsException)"),
+        "{}",
+        refused.stderr
+    );
+
+    // Immutable except `latest`.
+    set(&[
+        "--image-tag-mutability",
+        "IMMUTABLE_WITH_EXCLUSION",
+        "--image-tag-mutability-exclusion-filters",
+        "filterType=WILDCARD,filter=latest",
+    ]);
+    put("latest", "g").json();
+    put("latest", "h").json();
+    let refused = put("v1", "i");
+    assert!(
+        refused.stderr.contains("(ImageTagAlreadyExistsException)"),
+        "{}",
+        refused.stderr
+    );
+
+    // Bad combinations and unknown repositories change nothing.
+    let before = described(&berth);
+    ecr_fails(
+        &berth,
+        &[
+            "put-image-tag-mutability",
+            "--repository-name",
+            &name,
+            "--image-tag-mutability",
+            "MUTABLE_WITH_EXCLUSION",
+        ],
+        "InvalidParameterException",
+    );
+    ecr_fails(
+        &berth,
+        &[
+            "put-image-tag-mutability",
+            "--repository-name",
+            &name,
+            "--image-tag-mutability",
+            "MUTABLE",
+            "--image-tag-mutability-exclusion-filters",
+            "filterType=WILDCARD,filter=latest",
+        ],
+        "InvalidParameterException",
+    );
+    ecr_fails(
+        &berth,
+        &[
+            "put-image-tag-mutability",
+            "--repository-name",
+            "missing",
+            "--image-tag-mutability",
+            "MUTABLE",
+        ],
+        "RepositoryNotFoundException",
+    );
+    assert_eq!(described(&berth), before);
+
+    // Back to mutable: every tag moves again.
+    let answer = set(&["--image-tag-mutability", "MUTABLE"]);
+    assert!(
+        answer.get("imageTagMutabilityExclusionFilters").is_none(),
+        "{answer}"
+    );
+    put("v1", "j").json();
+    put("release-1", "k").json();
+}
+
+#[test]
+fn repository_policies_are_validated_stored_and_deleted() {
+    let berth = Berth::start(Opts::default());
+    let name = unique("policy");
+    ecr(&berth, &["create-repository", "--repository-name", &name]);
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "AllowPull",
+            "Effect": "Allow",
+            "Principal": {"AWS": ["arn:aws:iam::123456789012:root"]},
+            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+        }]
+    })
+    .to_string();
+    ecr_fails(
+        &berth,
+        &["get-repository-policy", "--repository-name", &name],
+        "RepositoryPolicyNotFoundException",
+    );
+    let set = ecr(
+        &berth,
+        &[
+            "set-repository-policy",
+            "--repository-name",
+            &name,
+            "--policy-text",
+            &policy,
+        ],
+    );
+    assert_eq!(set["policyText"], policy.as_str());
+    assert_eq!(set["repositoryName"], name.as_str());
+    assert_eq!(set["registryId"], berth.keys.account_id.as_str());
+
+    // Not an IAM policy: refused with ECR's message, and the stored one stays.
+    for bad in [
+        "{}".to_owned(),
+        "not json".to_owned(),
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*"}]})
+            .to_string(),
+        json!({"Statement": {"Effect": "Perhaps", "Principal": "*", "Action": "ecr:*"}})
+            .to_string(),
+    ] {
+        let stderr = ecr_fails(
+            &berth,
+            &[
+                "set-repository-policy",
+                "--repository-name",
+                &name,
+                "--policy-text",
+                &bad,
+            ],
+            "InvalidParameterException",
+        );
+        assert!(
+            stderr.contains("Invalid repository policy provided"),
+            "{stderr}"
+        );
+    }
+    ecr_fails(
+        &berth,
+        &[
+            "set-repository-policy",
+            "--repository-name",
+            "missing",
+            "--policy-text",
+            &policy,
+        ],
+        "RepositoryNotFoundException",
+    );
+    let got = ecr(
+        &berth,
+        &["get-repository-policy", "--repository-name", &name],
+    );
+    assert_eq!(got["policyText"], policy.as_str());
+
+    let deleted = ecr(
+        &berth,
+        &["delete-repository-policy", "--repository-name", &name],
+    );
+    assert_eq!(deleted["policyText"], policy.as_str());
+    ecr_fails(
+        &berth,
+        &["get-repository-policy", "--repository-name", &name],
+        "RepositoryPolicyNotFoundException",
+    );
+    ecr_fails(
+        &berth,
+        &["delete-repository-policy", "--repository-name", &name],
+        "RepositoryPolicyNotFoundException",
+    );
+    ecr_fails(
+        &berth,
+        &["get-repository-policy", "--repository-name", "missing"],
+        "RepositoryNotFoundException",
+    );
 }

@@ -363,3 +363,219 @@ fn tasks_run_as_labelled_containers_and_stop_with_ecs_codes() {
     drop(berth);
     drop(cleanup);
 }
+
+// ---- placement through berth-scheduler ----
+//
+// Two container instances registered through the ECS API in a cluster of their own on
+// `berth server` (no agent, no Docker): tasks are placed, never run, so where each one lands is
+// all there is to look at. An instance registered this way counts as connected for a minute.
+
+/// Registers an instance with `cpu` units and `memory` MiB; returns its ARN.
+fn register_instance(berth: &Berth, cluster: &str, ec2: &str, cpu: i32, memory: i32) -> String {
+    let out = berth.ecs_ok(
+        "RegisterContainerInstance",
+        &json!({"cluster": cluster, "totalResources": [
+            {"name": "CPU", "type": "INTEGER", "integerValue": cpu},
+            {"name": "MEMORY", "type": "INTEGER", "integerValue": memory},
+            {"name": "PORTS", "type": "STRINGSET", "stringSetValue": ["22"]}
+        ], "attributes": [{"name": "ecs.os-type", "value": "linux"}],
+        "instanceIdentityDocument": json!({"instanceId": ec2}).to_string()}),
+    );
+    out["containerInstance"]["containerInstanceArn"]
+        .as_str()
+        .expect("container instance arn")
+        .to_string()
+}
+
+/// RunTask through the ECS API; returns (instance ARN of each task, (arn, reason) of each failure).
+fn place(berth: &Berth, body: Value) -> (Vec<String>, Vec<(String, String)>) {
+    let out = berth.ecs_ok("RunTask", &body);
+    let on = out["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| {
+            t["containerInstanceArn"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    let failed = out["failures"]
+        .as_array()
+        .expect("failures")
+        .iter()
+        .map(|f| {
+            (
+                f["arn"].as_str().unwrap_or_default().to_string(),
+                f["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    (on, failed)
+}
+
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}
+
+#[test]
+fn tasks_are_placed_by_constraints_and_strategies() {
+    let berth = Berth::start(Opts::default().server_only());
+    let cluster = "placement";
+    berth.ecs_ok("CreateCluster", &json!({"clusterName": cluster}));
+    let a = register_instance(&berth, cluster, "i-0aaaaaaaaaaaaaaaa", 2048, 8192);
+    let b = register_instance(&berth, cluster, "i-0bbbbbbbbbbbbbbbb", 2048, 4096);
+    for family in ["pinned", "packed", "spread", "distinct"] {
+        register(
+            &berth,
+            family,
+            json!({"name": "app", "image": "busybox", "cpu": 128, "memory": 512,
+                   "portMappings": [{"containerPort": 80}]}),
+        );
+    }
+
+    // memberOf on a custom attribute: PutAttributes on a only, and every task lands there.
+    aws(
+        &berth,
+        &[
+            "ecs",
+            "put-attributes",
+            "--cluster",
+            cluster,
+            "--attributes",
+            &format!("name=stack,value=prod,targetType=container-instance,targetId={a}"),
+        ],
+    );
+    // ListContainerInstances' filter reads the same view of an instance.
+    let listed = berth.ecs_ok(
+        "ListContainerInstances",
+        &json!({"cluster": cluster, "filter": "attribute:stack == prod and attribute:ecs.os-type == linux"}),
+    );
+    assert_eq!(listed["containerInstanceArns"], json!([a]), "{listed}");
+    let listed = berth.ecs_ok(
+        "ListContainerInstances",
+        &json!({"cluster": cluster, "filter": "ec2InstanceId in [i-0bbbbbbbbbbbbbbbb]"}),
+    );
+    assert_eq!(listed["containerInstanceArns"], json!([b]), "{listed}");
+    let r = berth.ecs(
+        "ListContainerInstances",
+        &json!({"cluster": cluster, "filter": "runningTasksCount == many"}),
+    );
+    assert_eq!(r.error_code(), "InvalidParameterException");
+    assert!(r.message().contains("column 22"), "{}", r.message());
+    let out = aws(
+        &berth,
+        &[
+            "ecs",
+            "run-task",
+            "--cluster",
+            cluster,
+            "--task-definition",
+            "pinned",
+            "--count",
+            "3",
+            "--placement-constraints",
+            "type=memberOf,expression=attribute:stack == prod and agentConnected == true",
+        ],
+    );
+    assert_eq!(out["failures"], json!([]), "{out}");
+    let on: Vec<&str> = out["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["containerInstanceArn"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(on, vec![a.as_str(); 3], "{out}");
+    // An attribute no instance has: nothing placed, each instance fails ATTRIBUTE.
+    let (on, failed) = place(
+        &berth,
+        json!({"cluster": cluster, "taskDefinition": "pinned", "placementConstraints": [
+            {"type": "memberOf", "expression": "attribute:stack in [dev, test]"}]}),
+    );
+    assert!(on.is_empty());
+    assert_eq!(
+        sorted(failed),
+        sorted(vec![
+            (a.clone(), "ATTRIBUTE".into()),
+            (b.clone(), "ATTRIBUTE".into())
+        ])
+    );
+
+    // A bad expression is InvalidParameterException pointing at the column of the problem.
+    let bad = berth.aws_profile(&[
+        "ecs",
+        "run-task",
+        "--cluster",
+        cluster,
+        "--task-definition",
+        "pinned",
+        "--placement-constraints",
+        "type=memberOf,expression=attribute:stack = prod",
+    ]);
+    assert_ne!(bad.code, 0, "{}", bad.stdout);
+    assert!(
+        bad.stderr.contains("InvalidParameterException")
+            && bad.stderr.contains("at column 17")
+            && bad.stderr.contains("expected '==' or '=~'"),
+        "{}",
+        bad.stderr
+    );
+    let r = berth.ecs(
+        "RunTask",
+        &json!({"cluster": cluster, "taskDefinition": "pinned",
+                "placementStrategy": [{"type": "binpack", "field": "disk"}]}),
+    );
+    assert_eq!(r.error_code(), "InvalidParameterException");
+    assert!(r.message().contains("binpack"), "{}", r.message());
+
+    // distinctInstance with more tasks than instances: one each, then ATTRIBUTE on both.
+    let (on, failed) = place(
+        &berth,
+        json!({"cluster": cluster, "taskDefinition": "distinct", "count": 3,
+               "placementConstraints": [{"type": "distinctInstance"}]}),
+    );
+    assert_eq!(sorted(on), sorted(vec![a.clone(), b.clone()]));
+    assert_eq!(
+        sorted(failed),
+        sorted(vec![
+            (a.clone(), "ATTRIBUTE".into()),
+            (b.clone(), "ATTRIBUTE".into())
+        ])
+    );
+
+    // a now has 6144 MiB left, b 3584. binpack(memory) fills b first; spread(instanceId)
+    // balances the group over both, binpack breaking the ties.
+    let (on, failed) = place(
+        &berth,
+        json!({"cluster": cluster, "taskDefinition": "packed", "count": 2,
+               "placementStrategy": [{"type": "binpack", "field": "memory"}]}),
+    );
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(on, vec![b.clone(), b.clone()]);
+    let (on, failed) = place(
+        &berth,
+        json!({"cluster": cluster, "taskDefinition": "spread", "count": 4,
+               "placementStrategy": [{"type": "spread", "field": "instanceId"},
+                                     {"type": "binpack", "field": "memory"}]}),
+    );
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(on.iter().filter(|i| **i == a).count(), 2, "{on:?}");
+    assert_eq!(on.iter().filter(|i| **i == b).count(), 2, "{on:?}");
+
+    // Too big for either: each instance says what it lacks.
+    let (on, failed) = place(
+        &berth,
+        json!({"cluster": cluster, "taskDefinition": "packed",
+               "overrides": {"containerOverrides": [{"name": "app", "memory": 100000}]}}),
+    );
+    assert!(on.is_empty());
+    assert_eq!(
+        sorted(failed),
+        sorted(vec![
+            (a.clone(), "RESOURCE:MEMORY".into()),
+            (b.clone(), "RESOURCE:MEMORY".into())
+        ])
+    );
+}

@@ -2,6 +2,8 @@
 //! in-memory store, driven through `JsonService::call` with JSON as clients send it, and the
 //! agent protocol functions (`berth_ecs::nodes`) called as the agent's HTTP routes call them.
 
+mod simulation;
+
 use berth_agent_api as api;
 use berth_aws::{JsonService, RequestContext};
 use berth_ecs::Ecs;
@@ -715,4 +717,121 @@ async fn the_ecs_api_registers_instances_too() {
     assert_eq!(ci["tags"][0]["key"], "k");
     let run = w.ok("RunTask", json!({"taskDefinition": "web"})).await;
     assert_eq!(run["tasks"].as_array().map(Vec::len), Some(1));
+}
+
+/// `(arn, reason)` of each failure of a RunTask/StartTask answer, sorted.
+fn failures(answer: &Value) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = answer["failures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            (
+                f["arn"].as_str().unwrap_or_default().to_string(),
+                f["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn placement_reasons_are_per_instance_and_start_task_uses_the_scheduler() {
+    let w = World::new().await;
+    let silent = w.join(4096, 4096).await;
+    // Past the disconnect threshold: the first agent no longer counts as connected.
+    w.advance(61_000);
+    let small = w.join(4096, 256).await;
+    let run = w.ok("RunTask", json!({"taskDefinition": "web"})).await;
+    assert_eq!(run["tasks"], json!([]));
+    let mut want = vec![
+        (silent.container_instance_arn.clone(), "AGENT".to_string()),
+        (
+            small.container_instance_arn.clone(),
+            "RESOURCE:MEMORY".to_string(),
+        ),
+    ];
+    want.sort();
+    assert_eq!(failures(&run), want);
+    let started = w
+        .ok(
+            "StartTask",
+            json!({"taskDefinition": "web", "containerInstances": [small.instance_id]}),
+        )
+        .await;
+    assert_eq!(
+        failures(&started),
+        vec![(
+            small.container_instance_arn.clone(),
+            "RESOURCE:MEMORY".to_string()
+        )]
+    );
+
+    // A DRAINING instance takes no RunTask, but StartTask may name it.
+    let big = w.join(4096, 4096).await;
+    w.ok(
+        "UpdateContainerInstancesState",
+        json!({"containerInstances": [big.instance_id], "status": "DRAINING"}),
+    )
+    .await;
+    let run = w.ok("RunTask", json!({"taskDefinition": "web"})).await;
+    assert_eq!(failures(&run), want);
+    let started = w
+        .ok(
+            "StartTask",
+            json!({"taskDefinition": "web", "containerInstances": [big.instance_id, big.instance_id]}),
+        )
+        .await;
+    assert_eq!(started["tasks"].as_array().map(Vec::len), Some(2));
+    w.ok(
+        "UpdateContainerInstancesState",
+        json!({"containerInstances": [big.instance_id], "status": "ACTIVE"}),
+    )
+    .await;
+
+    // The query language sees the tasks placed so far: big has two of family:web.
+    let run = w
+        .ok(
+            "RunTask",
+            json!({"taskDefinition": "web", "placementConstraints": [
+                {"type": "memberOf", "expression": "not(task:group == family:web)"}]}),
+        )
+        .await;
+    assert_eq!(run["tasks"], json!([]));
+    assert!(
+        failures(&run).contains(&(big.container_instance_arn.clone(), "ATTRIBUTE".to_string())),
+        "{run}"
+    );
+    // runningTasksCount counts pending tasks, and the tasks of the batch as it places them.
+    let fresh = w.join(4096, 4096).await;
+    let run = w
+        .ok(
+            "RunTask",
+            json!({"taskDefinition": "web", "count": 2, "placementConstraints": [
+                {"type": "memberOf", "expression": "runningTasksCount == 0 and agentConnected == true"}]}),
+        )
+        .await;
+    assert_eq!(
+        run["tasks"][0]["containerInstanceArn"],
+        json!(fresh.container_instance_arn),
+        "{run}"
+    );
+    assert_eq!(run["tasks"].as_array().map(Vec::len), Some(1), "{run}");
+    assert!(
+        failures(&run).contains(&(
+            fresh.container_instance_arn.clone(),
+            "ATTRIBUTE".to_string()
+        )),
+        "{run}"
+    );
+    assert_eq!(
+        w.err(
+            "RunTask",
+            json!({"taskDefinition": "web", "placementConstraints": [
+                {"type": "memberOf", "expression": "attribute:x =="}]}),
+        )
+        .await,
+        "InvalidParameterException"
+    );
 }

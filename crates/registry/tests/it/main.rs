@@ -3,6 +3,7 @@
 
 mod component;
 mod images;
+mod layers;
 mod parsers;
 mod streaming;
 mod support;
