@@ -20,13 +20,14 @@ const SERVICES: &[(&str, &str)] = &[
     ("ecs", "ecs/2014-11-13"),
     ("ecr", "ecr/2015-09-21"),
     ("logs", "logs/2014-03-28"),
+    ("elbv2", "elbv2/2015-12-01"),
 ];
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("codegen") => codegen(),
-        _ => bail!("usage: cargo run -p xtask -- codegen"),
+        Some("codegen") => codegen(&args[1..]),
+        _ => bail!("usage: cargo run -p xtask -- codegen [service…]"),
     }
 }
 
@@ -44,12 +45,16 @@ fn botocore_data() -> Result<PathBuf> {
     Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()).join("data"))
 }
 
-fn codegen() -> Result<()> {
+/// Regenerates every service, or only those named (`codegen elbv2`).
+fn codegen(only: &[String]) -> Result<()> {
     let data = botocore_data()?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("crates/shapes");
     for (module, folder) in SERVICES {
+        if !only.is_empty() && !only.iter().any(|o| o == module) {
+            continue;
+        }
         let path = data.join(folder).join("service-2.json.gz");
         let file = std::fs::File::open(&path).with_context(|| format!("{}", path.display()))?;
         let model: Value = serde_json::from_reader(flate2::read::GzDecoder::new(file))?;
@@ -86,6 +91,7 @@ const SHAPE_KEYS: &[&str] = &[
     "document",
     "timestampFormat",
     "union",
+    "flattened",
 ];
 const MEMBER_KEYS: &[&str] = &[
     "shape",

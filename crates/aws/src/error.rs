@@ -1,5 +1,5 @@
-//! The one error type every API family returns. Only the protocol encoders (`json`, later
-//! `query`, `cbor`) turn it into bytes, so internal error text never reaches a client.
+//! The one error type every API family returns. Only the protocol encoders (`json`, `query`,
+//! later `cbor`) turn it into bytes, so internal error text never reaches a client.
 
 use http::StatusCode;
 use std::borrow::Cow;

@@ -23,6 +23,12 @@ pub struct Metadata {
     #[serde(default)]
     pub signing_name: Option<String>,
     pub service_id: String,
+    /// awsQuery: the API version clients send as `Version`.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// awsQuery: the namespace of every XML response.
+    #[serde(default)]
+    pub xml_namespace: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -37,8 +43,15 @@ pub struct Operation {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ShapeRef {
     pub shape: String,
+    /// awsQuery/XML: the name a member or list element travels under, when not its own.
+    #[serde(default)]
+    pub location_name: Option<String>,
+    /// awsQuery: an operation's output is wrapped in `<{resultWrapper}>`.
+    #[serde(default)]
+    pub result_wrapper: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +80,22 @@ pub struct Shape {
     pub exception: bool,
     #[serde(default)]
     pub document: bool,
+    /// awsQuery/XML: a list or map written without its wrapper element.
+    #[serde(default)]
+    pub flattened: bool,
+    /// An exception's wire code and status (`{"code": "DuplicateListener", …}`), when the
+    /// protocol's code is not the shape name.
+    #[serde(default)]
+    pub error: Option<ErrorTrait>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorTrait {
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub http_status_code: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

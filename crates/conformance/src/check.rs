@@ -74,6 +74,18 @@ impl fmt::Display for Violation {
 /// Error codes every awsJson operation may answer, whatever it declares: the protocol's own.
 pub const GENERIC_ERRORS: &[&str] = &["SerializationException", "UnknownOperationException"];
 
+/// The same for awsQuery, whose services answer model violations with `ValidationError`.
+pub const GENERIC_QUERY_ERRORS: &[&str] = &["ValidationError", "InvalidAction", "MissingAction"];
+
+/// The protocol's own error codes for `model`'s protocol.
+pub fn generic_errors(model: &Model) -> &'static [&'static str] {
+    if model.metadata("protocol") == Some("query") {
+        GENERIC_QUERY_ERRORS
+    } else {
+        GENERIC_ERRORS
+    }
+}
+
 /// Checks headers every response must carry.
 pub fn check_common(resp: &Response) -> Vec<Violation> {
     let mut v = Vec::new();
@@ -153,7 +165,7 @@ pub fn check_error(model: &Model, op: &str, resp: &Response) -> Vec<Violation> {
         )),
         Some(code) => {
             let declared = model.errors(op);
-            if !declared.contains(&code) && !GENERIC_ERRORS.contains(&code.as_str()) {
+            if !declared.contains(&code) && !generic_errors(model).contains(&code.as_str()) {
                 v.push(Violation::new(
                     Kind::UndeclaredError,
                     "$.__type",

@@ -1,6 +1,8 @@
-//! A minimal blocking HTTP/1.1 client for awsJson calls to a loopback endpoint, signed with
-//! `aws-sigv4` (the signer the AWS SDK for Rust uses) either in the `Authorization` header or
-//! as a presigned query string.
+//! A minimal blocking HTTP/1.1 client for awsJson and awsQuery calls to a loopback endpoint,
+//! signed with `aws-sigv4` (the signer the AWS SDK for Rust uses) either in the `Authorization`
+//! header or as a presigned query string. Requests and answers are JSON for the rest of the
+//! suite whatever the protocol: an awsQuery call is sent as a form and its XML answer read back
+//! into JSON here ([`crate::query`]), the only place the suite knows awsQuery.
 //!
 //! One connection per request (`connection: close`): the suite sends a few thousand requests to
 //! loopback, where a connect costs microseconds, and a fresh connection per request keeps one
@@ -72,6 +74,8 @@ pub struct Client {
     pub target_prefix: String,
     /// `1.0` or `1.1`.
     pub json_version: String,
+    /// The service model when it speaks awsQuery (`None` for awsJson).
+    pub query: Option<std::sync::Arc<Value>>,
     pub timeout: Duration,
 }
 
@@ -90,6 +94,8 @@ impl Client {
             signing_name: model.signing_name().into(),
             target_prefix: model.target_prefix().into(),
             json_version: model.json_version().into(),
+            query: (model.metadata("protocol") == Some("query"))
+                .then(|| std::sync::Arc::new(model.service_json.clone())),
             timeout: Duration::from_secs(30),
         }
     }
@@ -105,6 +111,9 @@ impl Client {
 
     /// Calls `op` with raw body bytes and the chosen signature location.
     pub fn call_raw(&self, op: &str, body: &[u8], auth: Auth) -> Result<Response> {
+        if let Some(service) = &self.query {
+            return self.call_query(service, op, body, auth);
+        }
         let target = format!("{}.{}", self.target_prefix, op);
         let content_type = format!("application/x-amz-json-{}", self.json_version);
         let host = self.addr.to_string();
@@ -123,6 +132,40 @@ impl Client {
             format!("/?{query}")
         };
         self.send("POST", &path, &headers, body)
+    }
+
+    /// awsQuery: a JSON body is sent as its form (raw bytes that are not JSON go as they are),
+    /// and the XML answer comes back as JSON (errors as `{"__type", "message"}`); an answer
+    /// that is not the XML botocore reads is passed on untouched, for the checks to refuse.
+    fn call_query(&self, service: &Value, op: &str, body: &[u8], auth: Auth) -> Result<Response> {
+        let form = match serde_json::from_slice::<Value>(body) {
+            Ok(input) => crate::query::to_form(service, op, &input).into_bytes(),
+            Err(_) => body.to_vec(),
+        };
+        let signed = vec![(
+            "content-type".to_string(),
+            "application/x-www-form-urlencoded; charset=utf-8".to_string(),
+        )];
+        let (extra_headers, query) = self.sign(&signed, &form, auth)?;
+        let mut headers = vec![("host".to_string(), self.addr.to_string())];
+        headers.extend(signed);
+        headers.extend(extra_headers);
+        let path = if query.is_empty() {
+            "/".to_string()
+        } else {
+            format!("/?{query}")
+        };
+        let mut r = self.send("POST", &path, &headers, &form)?;
+        let text = r.text();
+        let json = if r.status == 200 {
+            crate::query::response_to_json(service, op, &text)
+        } else {
+            crate::query::error_to_json(&text)
+        };
+        if let Some(json) = json {
+            r.body = json.to_string().into_bytes();
+        }
+        Ok(r)
     }
 
     /// An unsigned JSON POST with an optional bearer token (berth's agent endpoints).

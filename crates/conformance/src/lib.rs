@@ -13,6 +13,7 @@ pub mod client;
 pub mod generate;
 pub mod model;
 pub mod profile;
+pub mod query;
 pub mod suite;
 
 pub use check::{Kind, Violation};

@@ -58,6 +58,8 @@ pub struct Profile {
     pub page_not_applicable: Vec<(&'static str, &'static str)>,
     /// Waiter name (as in `waiters-2.json`) → scenario.
     pub waiter_scenarios: Vec<(&'static str, WaiterScenario)>,
+    /// Waiters no scenario can reach yet, with the reason (reported as not applicable).
+    pub waiter_not_applicable: Vec<(&'static str, &'static str)>,
 }
 
 impl Profile {
@@ -71,6 +73,7 @@ impl Profile {
             page_fixtures: Vec::new(),
             page_not_applicable: Vec::new(),
             waiter_scenarios: Vec::new(),
+            waiter_not_applicable: Vec::new(),
         }
     }
 
@@ -303,6 +306,7 @@ impl Profile {
                 },
             ],
             page_not_applicable: vec![],
+            waiter_not_applicable: vec![],
             waiter_scenarios: vec![
                 ("TasksRunning", |c| agent_task(c, &["RUNNING"])),
                 ("TasksStopped", |c| agent_task(c, &["RUNNING", "STOPPED"])),
@@ -722,6 +726,7 @@ impl Profile {
                 },
             ],
             page_not_applicable: vec![],
+            waiter_not_applicable: vec![],
             waiter_scenarios: vec![("LifecyclePolicyPreviewComplete", |c| {
                 let r = c
                     .call("StartLifecyclePolicyPreview", &ecr_keep_newest_preview())
@@ -783,6 +788,203 @@ fn ecr_setup(c: &Client) -> Result<Map<String, Value>> {
         "repositoryName": "conformance",
         "resourceArn": repo["repository"]["repositoryArn"],
         "imageTag": "bound",
+    });
+    match bindings {
+        Value::Object(m) => Ok(m),
+        _ => Err(Error::Other("bindings are an object".into())),
+    }
+}
+
+impl Profile {
+    /// Elastic Load Balancing v2 (awsQuery).
+    pub fn elbv2() -> Profile {
+        Profile {
+            service: "elbv2",
+            setup: Some(elbv2_setup),
+            snapshot: |b| {
+                let mut calls = vec![
+                    ("DescribeLoadBalancers", json!({})),
+                    ("DescribeTargetGroups", json!({})),
+                    ("DescribeAccountLimits", json!({})),
+                ];
+                if let Some(lb) = b.get("LoadBalancerArn") {
+                    calls.push(("DescribeListeners", json!({"LoadBalancerArn": lb})));
+                }
+                if let Some(l) = b.get("ListenerArn") {
+                    calls.push(("DescribeRules", json!({"ListenerArn": l})));
+                }
+                if let Some(tg) = b.get("TargetGroupArn") {
+                    calls.push(("DescribeTargetHealth", json!({"TargetGroupArn": tg})));
+                    calls.push((
+                        "DescribeTargetGroupAttributes",
+                        json!({"TargetGroupArn": tg}),
+                    ));
+                }
+                if let Some(arns) = b.get("ResourceArns") {
+                    calls.push(("DescribeTags", json!({"ResourceArns": arns})));
+                }
+                calls
+            },
+            echoes: vec![Echo {
+                create: "CreateTargetGroup",
+                describe: "DescribeTargetGroups",
+                lookups: |_, resp| {
+                    let tg = &resp["TargetGroups"][0];
+                    vec![
+                        ("name".into(), json!({"Names": [tg["TargetGroupName"]]})),
+                        (
+                            "ARN".into(),
+                            json!({"TargetGroupArns": [tg["TargetGroupArn"]]}),
+                        ),
+                    ]
+                },
+                pick: |_, d| d["TargetGroups"].get(0).cloned(),
+            }],
+            page_fixtures: vec![
+                PageFixture {
+                    op: "DescribeLoadBalancers",
+                    list_body: json!({}),
+                    count: 7,
+                    create: |c, i| {
+                        c.call("CreateLoadBalancer", &json!({"Name": format!("page-{i}")}))
+                    },
+                },
+                PageFixture {
+                    op: "DescribeTargetGroups",
+                    list_body: json!({}),
+                    count: 7,
+                    create: |c, i| {
+                        c.call(
+                            "CreateTargetGroup",
+                            &json!({"Name": format!("page-{i}"), "Protocol": "HTTP", "Port": 80}),
+                        )
+                    },
+                },
+                // Eight limits are always there; nothing to create.
+                PageFixture {
+                    op: "DescribeAccountLimits",
+                    list_body: json!({}),
+                    count: 1,
+                    create: |c, _| c.call("DescribeAccountLimits", &json!({})),
+                },
+            ],
+            page_not_applicable: vec![
+                (
+                    "DescribeListeners",
+                    "the list must name the fixture's load balancer, whose ARN is random",
+                ),
+                (
+                    "DescribeRules",
+                    "the list must name the fixture's listener, whose ARN is random",
+                ),
+            ],
+            waiter_scenarios: vec![
+                ("LoadBalancerAvailable", |c| {
+                    elbv2_create_lb(c, "waited")?;
+                    Ok(json!({"Names": ["waited"]}))
+                }),
+                ("LoadBalancerExists", |c| {
+                    elbv2_create_lb(c, "waited")?;
+                    Ok(json!({"Names": ["waited"]}))
+                }),
+                ("LoadBalancersDeleted", |c| {
+                    let arn = elbv2_create_lb(c, "deleted")?;
+                    let r = c
+                        .call("DeleteLoadBalancer", &json!({"LoadBalancerArn": arn}))
+                        .map_err(|e| e.to_string())?;
+                    if r.status != 200 {
+                        return Err(format!("DeleteLoadBalancer: {}", r.text()));
+                    }
+                    Ok(json!({"LoadBalancerArns": [arn]}))
+                }),
+                ("TargetDeregistered", |c| {
+                    let r = c
+                        .call(
+                            "CreateTargetGroup",
+                            &json!({"Name": "deregistered", "Protocol": "HTTP", "Port": 80}),
+                        )
+                        .map_err(|e| e.to_string())?;
+                    let tg = r
+                        .json()
+                        .filter(|_| r.status == 200)
+                        .and_then(|v| {
+                            v["TargetGroups"][0]["TargetGroupArn"]
+                                .as_str()
+                                .map(String::from)
+                        })
+                        .ok_or_else(|| format!("CreateTargetGroup: {}", r.text()))?;
+                    let targets = json!([{"Id": "i-0123456789abcdef0"}]);
+                    for op in ["RegisterTargets", "DeregisterTargets"] {
+                        let r = c
+                            .call(op, &json!({"TargetGroupArn": tg, "Targets": targets}))
+                            .map_err(|e| e.to_string())?;
+                        if r.status != 200 {
+                            return Err(format!("{op}: {}", r.text()));
+                        }
+                    }
+                    Ok(json!({"TargetGroupArn": tg, "Targets": targets}))
+                }),
+            ],
+            waiter_not_applicable: vec![(
+                "TargetInService",
+                "no health checks run until the load balancer's data plane exists",
+            )],
+        }
+    }
+}
+
+fn elbv2_create_lb(c: &Client, name: &str) -> std::result::Result<String, String> {
+    let r = c
+        .call("CreateLoadBalancer", &json!({"Name": name}))
+        .map_err(|e| e.to_string())?;
+    r.json()
+        .filter(|_| r.status == 200)
+        .and_then(|v| {
+            v["LoadBalancers"][0]["LoadBalancerArn"]
+                .as_str()
+                .map(String::from)
+        })
+        .ok_or_else(|| format!("CreateLoadBalancer: {}", r.text()))
+}
+
+/// A load balancer forwarding on port 80 to a target group with one target, and a path rule.
+fn elbv2_setup(c: &Client) -> Result<Map<String, Value>> {
+    let call = |op: &str, body: Value| -> Result<Value> {
+        let r = c.call(op, &body)?;
+        r.json()
+            .filter(|_| r.status == 200)
+            .ok_or_else(|| Error::Other(format!("fixture {op} failed: {}", r.text())))
+    };
+    let lb = call("CreateLoadBalancer", json!({"Name": "conformance"}))?;
+    let lb = lb["LoadBalancers"][0]["LoadBalancerArn"].clone();
+    let tg = call(
+        "CreateTargetGroup",
+        json!({"Name": "conformance", "Protocol": "HTTP", "Port": 80}),
+    )?;
+    let tg = tg["TargetGroups"][0]["TargetGroupArn"].clone();
+    call(
+        "RegisterTargets",
+        json!({"TargetGroupArn": tg, "Targets": [{"Id": "i-0123456789abcdef0"}]}),
+    )?;
+    let listener = call(
+        "CreateListener",
+        json!({"LoadBalancerArn": lb, "Protocol": "HTTP", "Port": 80,
+               "DefaultActions": [{"Type": "forward", "TargetGroupArn": tg}]}),
+    )?;
+    let listener = listener["Listeners"][0]["ListenerArn"].clone();
+    let rule = call(
+        "CreateRule",
+        json!({"ListenerArn": listener, "Priority": 1,
+               "Conditions": [{"Field": "path-pattern", "Values": ["/conformance/*"]}],
+               "Actions": [{"Type": "forward", "TargetGroupArn": tg}]}),
+    )?;
+    let rule = rule["Rules"][0]["RuleArn"].clone();
+    let bindings = json!({
+        "LoadBalancerArn": lb,
+        "TargetGroupArn": tg,
+        "ListenerArn": listener,
+        "RuleArn": rule,
+        "ResourceArns": [lb, tg, listener, rule],
     });
     match bindings {
         Value::Object(m) => Ok(m),

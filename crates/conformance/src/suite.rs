@@ -988,6 +988,21 @@ impl Suite {
                 );
                 continue;
             }
+            if let Some((_, why)) = self
+                .profile
+                .waiter_not_applicable
+                .iter()
+                .find(|(n, _)| *n == name)
+            {
+                report.push(
+                    self.service(),
+                    &op,
+                    Part::Waiters,
+                    &case,
+                    Outcome::NotApplicable((*why).to_string()),
+                );
+                continue;
+            }
             let Some((_, scenario)) = self
                 .profile
                 .waiter_scenarios

@@ -6,7 +6,7 @@ use crate::records::{ClusterRecord, kinds};
 use berth_aws::{AwsError, RequestContext};
 use berth_model::Arn;
 use berth_shapes::ecs as wire;
-use berth_store::{Record, Store, StoreError};
+use berth_store::{Store, StoreError, TypedRecord};
 use serde::de::DeserializeOwned;
 
 pub const DEFAULT_CLUSTER: &str = "default";
@@ -75,35 +75,21 @@ pub async fn get<T: DeserializeOwned>(
 }
 
 /// Every record of `kind` in the caller's partition whose key starts with `prefix`, decoded.
-pub async fn all<T: DeserializeOwned>(
+pub async fn all<T: DeserializeOwned + Send>(
     ecs: &Ecs,
     ctx: &RequestContext,
     kind: &str,
     prefix: &str,
 ) -> Result<Vec<(String, T)>, AwsError> {
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    let partition = ctx.partition();
-    loop {
-        let page: Vec<Record> = ecs
-            .store()
-            .list(kind, &partition, prefix, after.as_deref(), 1000)
-            .await
-            .map_err(store_error)?;
-        let done = page.len() < 1000;
-        for r in page {
-            after = Some(r.key.clone());
-            let v = serde_json::from_value(r.value).map_err(AwsError::internal)?;
-            out.push((r.key, v));
-        }
-        if done {
-            return Ok(out);
-        }
-    }
+    Ok(all_versioned(ecs, ctx, kind, prefix)
+        .await?
+        .into_iter()
+        .map(|(k, v, _)| (k, v))
+        .collect())
 }
 
 /// Like [`all`], with each record's store version (for `Expect::Version`).
-pub async fn all_versioned<T: DeserializeOwned>(
+pub async fn all_versioned<T: DeserializeOwned + Send>(
     ecs: &Ecs,
     ctx: &RequestContext,
     kind: &str,
@@ -113,16 +99,15 @@ pub async fn all_versioned<T: DeserializeOwned>(
     let mut after: Option<String> = None;
     let partition = ctx.partition();
     loop {
-        let page: Vec<Record> = ecs
+        let page: Vec<TypedRecord<T>> = ecs
             .store()
-            .list(kind, &partition, prefix, after.as_deref(), 1000)
+            .list_as(kind, &partition, prefix, after.as_deref(), 1000)
             .await
             .map_err(store_error)?;
         let done = page.len() < 1000;
         for r in page {
             after = Some(r.key.clone());
-            let v = serde_json::from_value(r.value).map_err(AwsError::internal)?;
-            out.push((r.key, v, r.version));
+            out.push((r.key, r.value, r.version));
         }
         if done {
             return Ok(out);

@@ -364,7 +364,7 @@ fn container_rank(s: &str) -> u8 {
 /// Applies one observation to a task; returns whether it changed and whether it just stopped.
 fn apply(t: &mut TaskRecord, s: &api::TaskState, now: i64) -> (bool, bool) {
     let v0 = t.version;
-    let before = serde_json::to_value(&*t).ok();
+    let before = t.clone();
     let current = TaskStatus::parse(&t.last_status).unwrap_or(TaskStatus::Provisioning);
     let reported = TaskStatus::parse(&s.status);
     let next = reported.and_then(|r| advance(current, r));
@@ -461,7 +461,7 @@ fn apply(t: &mut TaskRecord, s: &api::TaskState, now: i64) -> (bool, bool) {
     }
     // ECS's version counts changes, however many fields one report touched.
     t.version = v0;
-    let changed = before != serde_json::to_value(&*t).ok();
+    let changed = before != *t;
     if changed {
         t.version = v0 + 1;
     }

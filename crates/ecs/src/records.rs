@@ -125,7 +125,7 @@ pub struct InstanceIndexRecord {
     pub cluster: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub cluster: String,
     /// 32 lowercase hex digits.
@@ -174,7 +174,7 @@ pub fn pair_key(cluster: &str, id: &str) -> String {
 /// A service: what the user declared, its deployments (newest first) and its events (newest
 /// first, at most [`MAX_SERVICE_EVENTS`]). Task counts are not stored: they are observed from
 /// the task records whenever they are needed, so they can never disagree with the tasks.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRecord {
     pub cluster: String,
     pub name: String,
@@ -223,7 +223,7 @@ pub const MAX_FINISHED_DEPLOYMENTS: usize = 20;
 
 /// One deployment of a service: ECS's `Deployment` (status PRIMARY/ACTIVE/INACTIVE), its
 /// `ServiceDeployment` (the newer API's view of the same rollout) and its `ServiceRevision`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentRecord {
     /// `ecs-svc/<19 digits>`; tasks of this deployment carry it as `startedBy`.
     pub id: String,
@@ -271,7 +271,7 @@ pub struct DeploymentRecord {
     pub rolls_back: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceEventRecord {
     pub id: String,
     pub created_at_ms: i64,

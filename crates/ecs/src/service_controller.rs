@@ -178,7 +178,7 @@ pub(crate) fn observe(
     tasks: &[TaskRecord],
     now: i64,
 ) -> bool {
-    let before = serde_json::to_value(&*s).ok();
+    let before = s.clone();
     let name = s.name.clone();
     // Failures and first RUNNING, per deployment.
     for d in s.deployments.iter_mut() {
@@ -348,7 +348,7 @@ pub(crate) fn observe(
         finished += 1;
         finished <= MAX_FINISHED_DEPLOYMENTS
     });
-    before != serde_json::to_value(&*s).ok()
+    before != *s
 }
 
 async fn launch_of(

@@ -80,51 +80,65 @@ pub struct Step {
 /// views, so calling it again after a partial application (a crash, a conflict) is safe.
 pub fn step(limits: Limits, tasks: &[TaskView]) -> Step {
     let mut out = Step::default();
-    let stop = |out: &mut Step, t: &TaskView, why| out.stop.push((t.id.clone(), why));
-    let live = |t: &&TaskView| t.phase != Phase::Stopping;
+    // Views are handled by index: unhealthy ones are stopped first, then old-deployment ones,
+    // then primary ones, three disjoint sets, so no task is stopped twice and large services
+    // stay linear.
+    let stop = |out: &mut Step, i: usize, why| out.stop.push((tasks[i].id.clone(), why));
+    let live = |(_, t): &(usize, &TaskView)| t.phase != Phase::Stopping;
 
     // Unhealthy tasks are replaced whatever the limits: they serve nothing.
-    for t in tasks.iter().filter(live).filter(|t| t.unhealthy) {
-        stop(&mut out, t, StopWhy::Unhealthy);
+    let unhealthy: Vec<usize> = tasks
+        .iter()
+        .enumerate()
+        .filter(live)
+        .filter(|(_, t)| t.unhealthy)
+        .map(|(i, _)| i)
+        .collect();
+    for i in unhealthy {
+        stop(&mut out, i, StopWhy::Unhealthy);
     }
-    let stopped = |out: &Step, t: &TaskView| out.stop.iter().any(|(id, _)| *id == t.id);
     let mut healthy = tasks
         .iter()
+        .enumerate()
         .filter(live)
-        .filter(|t| t.healthy && !stopped(&out, t))
+        .filter(|(i, t)| t.healthy && !tasks[*i].unhealthy)
         .count() as u32;
     let min_healthy = limits.min_healthy();
 
     // Old deployments: tasks that are not healthy go first (they do not hold the floor up),
     // then healthy ones while the healthy count stays at or above the floor.
-    let mut old: Vec<&TaskView> = tasks
+    let mut old: Vec<usize> = tasks
         .iter()
+        .enumerate()
         .filter(live)
-        .filter(|t| !t.primary && !stopped(&out, t))
+        .filter(|(i, t)| !t.primary && !tasks[*i].unhealthy)
+        .map(|(i, _)| i)
         .collect();
-    old.sort_by_key(|t| (t.healthy, t.phase));
-    for t in old {
-        if !t.healthy {
-            stop(&mut out, t, StopWhy::Replaced);
+    old.sort_by_key(|i| (tasks[*i].healthy, tasks[*i].phase));
+    for i in old {
+        if !tasks[i].healthy {
+            stop(&mut out, i, StopWhy::Replaced);
         } else if healthy > min_healthy {
             healthy -= 1;
-            stop(&mut out, t, StopWhy::Replaced);
+            stop(&mut out, i, StopWhy::Replaced);
         }
     }
 
     // Primary above desired: scale in, pending tasks first, then the newest running ones
     // (the view order is oldest first).
-    let mut primary: Vec<&TaskView> = tasks
+    let mut primary: Vec<usize> = tasks
         .iter()
+        .enumerate()
         .filter(live)
-        .filter(|t| t.primary && !stopped(&out, t))
+        .filter(|(i, t)| t.primary && !tasks[*i].unhealthy)
+        .map(|(i, _)| i)
         .collect();
     let excess = (primary.len() as u32).saturating_sub(limits.desired);
     if excess > 0 {
         primary.reverse();
-        primary.sort_by_key(|t| t.phase != Phase::Pending);
-        for t in primary.iter().take(excess as usize) {
-            stop(&mut out, t, StopWhy::ScaleIn);
+        primary.sort_by_key(|i| tasks[*i].phase != Phase::Pending);
+        for &i in primary.iter().take(excess as usize) {
+            stop(&mut out, i, StopWhy::ScaleIn);
         }
     }
 

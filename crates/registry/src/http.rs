@@ -863,7 +863,7 @@ async fn get_blob(
         None => StatusCode::OK,
     };
     out.push(("content-length", (served.end - served.start).to_string()));
-    let mut response = Response::new(Body::from_stream(result.into_stream()));
+    let mut response = Response::new(Body::from_stream(uploads::blob_body(result)));
     *response.status_mut() = status;
     for (k, v) in out {
         if let Ok(v) = HeaderValue::from_str(&v) {

@@ -2,10 +2,11 @@
 //! sessions streaming into `uploads/<uuid>`.
 //!
 //! A session keeps its running hash, its offset and the open multipart writer in memory, keyed by
-//! the upload id; the bytes go to object storage as they arrive, in parts of [`PART_SIZE`] with
-//! at most [`PARTS_IN_FLIGHT`] being written, so memory per upload is bounded whatever the blob's
-//! size. A broken connection loses nothing that was counted: each received frame is hashed,
-//! counted and handed to the writer with no await in between, so the offset a status `GET`
+//! the upload id (the hash runs a batch behind, on the blocking pool: [`RunningHash`]); the
+//! bytes go to object storage as they arrive, in parts of [`PART_SIZE`] with at most
+//! [`PARTS_IN_FLIGHT`] being written, so memory per upload is bounded whatever the blob's size.
+//! A broken connection loses nothing that was counted: each received frame is taken into the
+//! hash, counted and handed to the writer with no await in between, so the offset a status `GET`
 //! reports is exactly what was kept, and the client resumes from there. Sessions live in this
 //! process only: after a restart the id is unknown (`BLOB_UPLOAD_UNKNOWN`) and the client starts
 //! the upload again; the server clears the leftovers of dead sessions at start-up.
@@ -28,6 +29,108 @@ use std::sync::Arc;
 pub const PART_SIZE: usize = 5 * 1024 * 1024;
 /// Parts being written at once per upload (beyond the one being filled).
 pub const PARTS_IN_FLIGHT: usize = 2;
+/// Bytes gathered before they are hashed on the blocking pool.
+pub const HASH_BATCH: usize = 1024 * 1024;
+
+/// The running hash of an upload. Received bytes are gathered into batches of [`HASH_BATCH`]
+/// and each batch is hashed on the blocking pool while the next one arrives, so hashing (the
+/// costliest step of an upload) overlaps receiving and writing instead of following them. At
+/// most one batch is being hashed and one gathered (they share their `Bytes` with the writer).
+/// [`RunningHash::push`] never awaits; [`RunningHash::ready_for_more`] is the only wait and is
+/// cancel-safe (a batch in flight stays owned by the session), so a received frame is still
+/// hashed, counted and written in one step.
+struct RunningHash {
+    algorithm: Algorithm,
+    state: HashState,
+    batch: Vec<Bytes>,
+    batch_len: usize,
+}
+
+enum HashState {
+    Ready(Box<Hasher>),
+    Busy(tokio::task::JoinHandle<Box<Hasher>>),
+    /// A hashing task died (panicked): the upload cannot be verified any more.
+    Failed,
+}
+
+impl RunningHash {
+    fn new(algorithm: Algorithm) -> Self {
+        RunningHash {
+            algorithm,
+            state: HashState::Ready(Box::new(Hasher::new(algorithm))),
+            batch: Vec::new(),
+            batch_len: 0,
+        }
+    }
+
+    /// Waits for the batch in flight when the gathered one is full, and sends that one off.
+    async fn ready_for_more(&mut self) -> Result<(), RegistryError> {
+        if self.batch_len >= HASH_BATCH {
+            self.settle().await?;
+            self.send_batch();
+        }
+        Ok(())
+    }
+
+    /// Takes `bytes` into the hash. Never waits.
+    fn push(&mut self, bytes: Bytes) {
+        self.batch_len += bytes.len();
+        self.batch.push(bytes);
+        if self.batch_len >= HASH_BATCH && matches!(self.state, HashState::Ready(_)) {
+            self.send_batch();
+        }
+    }
+
+    /// Hands the gathered batch to a blocking task, if the hasher is free.
+    fn send_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let HashState::Ready(_) = self.state else {
+            return;
+        };
+        let HashState::Ready(mut hasher) = std::mem::replace(&mut self.state, HashState::Failed)
+        else {
+            return;
+        };
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_len = 0;
+        self.state = HashState::Busy(tokio::task::spawn_blocking(move || {
+            for b in &batch {
+                hasher.update(b);
+            }
+            hasher
+        }));
+    }
+
+    /// Waits for the batch in flight, if any.
+    async fn settle(&mut self) -> Result<(), RegistryError> {
+        if let HashState::Busy(handle) = &mut self.state {
+            let done = handle.await;
+            self.state = match done {
+                Ok(hasher) => HashState::Ready(hasher),
+                Err(_) => HashState::Failed,
+            };
+        }
+        match self.state {
+            HashState::Failed => Err(RegistryError::Internal("hashing an upload failed".into())),
+            _ => Ok(()),
+        }
+    }
+
+    /// The digest of everything pushed.
+    async fn finish(&mut self) -> Result<Digest, RegistryError> {
+        self.settle().await?;
+        let HashState::Ready(hasher) = &mut self.state else {
+            return Err(RegistryError::Internal("hashing an upload failed".into()));
+        };
+        for b in self.batch.drain(..) {
+            hasher.update(&b);
+        }
+        self.batch_len = 0;
+        Ok(hasher.clone().finish())
+    }
+}
 
 pub fn blob_path(d: &Digest) -> Path {
     let hex = d.hex();
@@ -54,6 +157,78 @@ pub fn digest_of_path(p: &Path) -> Option<Digest> {
     Digest::parse(&format!("{}:{}", alg.as_ref(), hex.as_ref())).ok()
 }
 
+/// Bytes per read when a blob is served from a local file (object_store's own stream reads 8 KiB
+/// per blocking task, which caps a download at a few hundred MB/s).
+pub const READ_CHUNK: usize = 1024 * 1024;
+
+/// The body of a blob read: a local file is read [`READ_CHUNK`] bytes at a time with positional
+/// reads on the blocking pool, the next chunk read while the current one is being sent (at most
+/// two chunks being read, plus the one being sent, per download); any other store's stream is
+/// passed through.
+pub fn blob_body(
+    result: object_store::GetResult,
+) -> futures_util::stream::BoxStream<'static, Result<Bytes, std::io::Error>> {
+    let range = result.range.clone();
+    match result.payload {
+        object_store::GetResultPayload::File(file, _) => file_stream(file, range).boxed(),
+        object_store::GetResultPayload::Stream(s) => {
+            s.map(|r| r.map_err(std::io::Error::other)).boxed()
+        }
+    }
+}
+
+type ChunkRead = tokio::task::JoinHandle<std::io::Result<Bytes>>;
+
+fn read_chunk(file: &Arc<std::fs::File>, at: u64, len: usize) -> ChunkRead {
+    let file = file.clone();
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; len];
+        let mut filled = 0;
+        while filled < len {
+            match file.read_at(&mut buf[filled..], at + filled as u64) {
+                Ok(0) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "blob file shorter than its size",
+                    ));
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Bytes::from(buf))
+    })
+}
+
+/// `range` of `file` as a stream of chunks of at most [`READ_CHUNK`] bytes, one read ahead.
+pub fn file_stream(
+    file: std::fs::File,
+    range: std::ops::Range<u64>,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    let file = Arc::new(file);
+    let end = range.end;
+    let chunk = move |at: u64| (end - at).min(READ_CHUNK as u64) as usize;
+    futures_util::stream::unfold((range.start, None::<ChunkRead>), move |(at, pending)| {
+        let file = file.clone();
+        async move {
+            if at >= end {
+                return None;
+            }
+            let len = chunk(at);
+            let current = pending.unwrap_or_else(|| read_chunk(&file, at, len));
+            let next_at = at + len as u64;
+            let ahead = (next_at < end).then(|| read_chunk(&file, next_at, chunk(next_at)));
+            match current.await.map_err(std::io::Error::other).and_then(|r| r) {
+                Ok(bytes) => Some((Ok(bytes), (next_at, ahead))),
+                // One error ends the stream.
+                Err(e) => Some((Err(e), (end, None))),
+            }
+        }
+    })
+}
+
 pub fn upload_path(id: &str) -> Path {
     Path::from(format!("uploads/{id}"))
 }
@@ -63,7 +238,7 @@ pub struct Session {
     pub repo: String,
     /// Bytes received and kept so far.
     pub offset: u64,
-    hasher: Hasher,
+    hash: RunningHash,
     /// `None` once the session failed or finished; it is then removed from the table.
     writer: Option<WriteMultipart>,
     pub last_activity_ms: i64,
@@ -118,7 +293,7 @@ impl Uploads {
         let session = Arc::new(tokio::sync::Mutex::new(Session {
             repo: repo.to_owned(),
             offset: 0,
-            hasher: Hasher::new(algorithm),
+            hash: RunningHash::new(algorithm),
             writer: Some(WriteMultipart::new_with_chunk_size(upload, PART_SIZE)),
             last_activity_ms: now_ms,
             last_part: 0,
@@ -163,6 +338,15 @@ impl Uploads {
             let Ok(bytes) = frame else {
                 return Err(AppendError::Body);
             };
+            if session.writer.is_none() {
+                return Err(AppendError::Storage(RegistryError::BlobUploadUnknown));
+            }
+            // The hash of the batch before last must be done before another batch gathers
+            // (bounded memory); like the wait below, it happens before the frame is taken.
+            if let Err(e) = session.hash.ready_for_more().await {
+                self.abort(id, session).await;
+                return Err(AppendError::Storage(e));
+            }
             let Some(writer) = session.writer.as_mut() else {
                 return Err(AppendError::Storage(RegistryError::BlobUploadUnknown));
             };
@@ -174,7 +358,7 @@ impl Uploads {
             }
             // From here to the end of the iteration nothing awaits: hash, count and write are
             // one step as far as cancellation is concerned.
-            session.hasher.update(&bytes);
+            session.hash.push(bytes.clone());
             let n = bytes.len() as u64;
             session.offset += n;
             appended += n;
@@ -203,8 +387,14 @@ impl Uploads {
         let staged = upload_path(id);
         writer.finish().await?;
         let received = session.offset;
-        let computed = if session.hasher.algorithm() == digest.algorithm() {
-            session.hasher.clone().finish()
+        let computed = if session.hash.algorithm == digest.algorithm() {
+            match session.hash.finish().await {
+                Ok(d) => d,
+                Err(e) => {
+                    discard(blobs, &staged).await;
+                    return Err(e);
+                }
+            }
         } else {
             // The digest's algorithm was only known at the end: hash the staged bytes again,
             // streaming (only for uploads that did not announce a sha512 digest up front).
@@ -274,4 +464,107 @@ async fn rehash(
         hasher.update(&chunk?);
     }
     Ok(hasher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    async fn collect(file: std::fs::File, range: std::ops::Range<u64>) -> Vec<Bytes> {
+        file_stream(file, range)
+            .map(|r| r.expect("read"))
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_file_is_served_in_bounded_chunks_with_the_exact_bytes_of_the_range() {
+        let data: Vec<u8> = (0..(READ_CHUNK * 2 + 12345))
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let mut f = tempfile::NamedTempFile::new().expect("temp file");
+        f.write_all(&data).expect("write");
+        let open = || std::fs::File::open(f.path()).expect("open");
+
+        let whole = collect(open(), 0..data.len() as u64).await;
+        assert_eq!(whole.len(), 3);
+        assert!(whole.iter().all(|c| c.len() <= READ_CHUNK));
+        assert_eq!(whole.concat(), data);
+
+        let (a, b) = (READ_CHUNK as u64 - 10, READ_CHUNK as u64 * 2 + 100);
+        assert_eq!(
+            collect(open(), a..b).await.concat(),
+            &data[a as usize..b as usize]
+        );
+        assert!(collect(open(), 5..5).await.is_empty());
+    }
+
+    fn frames(total: usize) -> Vec<Bytes> {
+        let data: Vec<u8> = (0..total).map(|i| (i * 31 % 253) as u8).collect();
+        let mut out = Vec::new();
+        let mut at = 0;
+        let mut step = 1;
+        while at < total {
+            let end = (at + step).min(total);
+            out.push(Bytes::copy_from_slice(&data[at..end]));
+            at = end;
+            step = step * 7 % 300_001 + 1;
+        }
+        out
+    }
+
+    fn one_shot(frames: &[Bytes]) -> Digest {
+        let mut h = Hasher::new(Algorithm::Sha256);
+        for f in frames {
+            h.update(f);
+        }
+        h.finish()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_running_hash_of_batches_hashed_apart_is_the_hash_of_the_bytes() {
+        let frames = frames(HASH_BATCH * 3 + 4567);
+        let mut h = RunningHash::new(Algorithm::Sha256);
+        for f in &frames {
+            h.ready_for_more().await.expect("hash");
+            h.push(f.clone());
+            assert!(
+                h.batch_len < HASH_BATCH + 300_002,
+                "the gathered batch is bounded"
+            );
+        }
+        assert_eq!(h.finish().await.expect("digest"), one_shot(&frames));
+        let empty = RunningHash::new(Algorithm::Sha256)
+            .finish()
+            .await
+            .expect("digest");
+        assert_eq!(empty, one_shot(&[]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_wait_for_the_hash_loses_no_bytes() {
+        use futures_util::FutureExt;
+        let frames = frames(HASH_BATCH * 4 + 99);
+        let mut h = RunningHash::new(Algorithm::Sha256);
+        for f in &frames {
+            // Polled once and dropped when it would wait: a client that went away. The next
+            // frame only comes after a wait that completed, as in `Uploads::append`.
+            while h.ready_for_more().now_or_never().is_none() {
+                tokio::task::yield_now().await;
+            }
+            h.push(f.clone());
+        }
+        assert_eq!(h.finish().await.expect("digest"), one_shot(&frames));
+    }
+
+    #[tokio::test]
+    async fn a_file_shorter_than_its_range_ends_the_stream_with_an_error() {
+        let mut f = tempfile::NamedTempFile::new().expect("temp file");
+        f.write_all(&[1u8; 100]).expect("write");
+        let file = std::fs::File::open(f.path()).expect("open");
+        let got: Vec<_> = file_stream(file, 0..200).collect().await;
+        assert_eq!(got.len(), 1);
+        assert!(got[0].is_err());
+    }
 }

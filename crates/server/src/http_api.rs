@@ -1,6 +1,8 @@
 //! The HTTP endpoint: berth's own routes (`/_berth/health`, `/_berth/reset`) and the AWS
 //! protocols on `POST /`. Each AWS request goes: read the body (bounded) → verify SigV4 → pick
-//! the service by `X-Amz-Target` → validate against the model → call the service → encode.
+//! the service (awsJson by `X-Amz-Target`; awsQuery — a form body without a target — by the
+//! credential scope's service, or the form's `Version` when unsigned) → validate against the
+//! model → call the service → encode in the protocol it came in.
 
 use crate::identity::Identity;
 use crate::{AuthMode, Config};
@@ -12,9 +14,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use berth_aws::sigv4::{self, Mode, Secret, SecretSource, Verifier};
 use berth_aws::validate::Patterns;
-use berth_aws::{AwsError, JsonService, RequestContext, json};
+use berth_aws::{AwsError, JsonService, RequestContext, json, query};
 use berth_ecr::Ecr;
 use berth_ecs::Ecs;
+use berth_elbv2::Elbv2;
 use berth_logs::Logs;
 use berth_store::{AnyStore, Store};
 use http_body_util::BodyExt;
@@ -25,6 +28,10 @@ use tracing::Instrument;
 const ECS_TARGET: &str = "AmazonEC2ContainerServiceV20141113";
 const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921";
 const LOGS_TARGET: &str = "Logs_20140328";
+
+/// The SigV4 service name and API version of each awsQuery service berth serves.
+const ELBV2_SERVICE: &str = "elasticloadbalancing";
+const ELBV2_VERSION: &str = "2015-12-01";
 
 pub struct State {
     verifier: Verifier,
@@ -39,6 +46,7 @@ pub struct State {
     ecs: Ecs,
     ecr: Ecr,
     logs: Logs,
+    elbv2: Elbv2,
 }
 
 /// The keys SigV4 verification accepts: the root key for now; IAM users come later.
@@ -61,6 +69,7 @@ impl State {
         ecs: Ecs,
         ecr: Ecr,
         logs: Logs,
+        elbv2: Elbv2,
     ) -> Self {
         let keys = Keys {
             access_key_id: identity.root.access_key_id.clone(),
@@ -85,6 +94,7 @@ impl State {
             ecs,
             ecr,
             logs,
+            elbv2,
         }
     }
 }
@@ -134,7 +144,7 @@ async fn health() -> Response {
     (
         StatusCode::OK,
         [("content-type", "application/json")],
-        r#"{"status":"ready","services":["ecs","ecr","logs"]}"#,
+        r#"{"status":"ready","services":["ecs","ecr","logs","elbv2"]}"#,
     )
         .into_response()
 }
@@ -179,6 +189,13 @@ async fn reset(AxState(state): AxState<Arc<State>>) -> Response {
 
 async fn aws(AxState(state): AxState<Arc<State>>, req: Request) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok());
+    if query::is_query(content_type, req.headers().contains_key("x-amz-target")) {
+        return aws_query(&state, req, request_id).await;
+    }
     let target = req
         .headers()
         .get("x-amz-target")
@@ -211,13 +228,14 @@ async fn aws(AxState(state): AxState<Arc<State>>, req: Request) -> Response {
     response
 }
 
-/// Runs one AWS request; also returns the awsJson version to answer in.
-async fn handle(
+/// What every AWS request goes through before its protocol matters: the body read (bounded),
+/// the signature verified, and the caller's context. Also returns the service the signature was
+/// made for.
+async fn admit(
     state: &State,
     req: Request,
     request_id: &str,
-    target: &str,
-) -> (Result<Vec<u8>, AwsError>, &'static str) {
+) -> Result<(Bytes, RequestContext, Option<String>), AwsError> {
     let (parts, body) = req.into_parts();
     let bytes: Bytes = match http_body_util::Limited::new(body, json::MAX_BODY)
         .collect()
@@ -228,26 +246,20 @@ async fn handle(
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            return (Err(json::too_large()), "1.1");
+            return Err(json::too_large());
         }
         Err(_) => {
-            return (
-                Err(AwsError::serialization(
-                    "The request body could not be read.",
-                )),
-                "1.1",
-            );
+            return Err(AwsError::serialization(
+                "The request body could not be read.",
+            ));
         }
     };
-    let principal = match state
+    let principal = state
         .verifier
         .verify(&parts, &bytes, std::time::SystemTime::now())
-    {
-        Ok(p) => p,
-        Err(e) => return (Err(e.into_aws()), "1.1"),
-    };
+        .map_err(|e| e.into_aws())?;
     if principal.is_none() && state.auth == AuthMode::Sigv4 {
-        return (Err(sigv4::AuthError::missing().into_aws()), "1.1");
+        return Err(sigv4::AuthError::missing().into_aws());
     }
     let signed_service = principal.as_ref().map(|p| p.service.clone());
     let ctx = RequestContext {
@@ -261,6 +273,59 @@ async fn handle(
             .unwrap_or_else(|| state.default_region.clone()),
         request_id: request_id.to_string(),
         access_key_id: principal.map(|p| p.access_key_id),
+    };
+    Ok((bytes, ctx, signed_service))
+}
+
+/// One awsQuery request: the service is the one the signature was made for (or, unsigned under
+/// `--auth open`, the one whose API version the form names); the answer is XML either way.
+async fn aws_query(state: &State, req: Request, request_id: String) -> Response {
+    let span = tracing::info_span!("aws", request_id = %request_id, protocol = "query");
+    let result = async {
+        let (bytes, ctx, signed_service) = admit(state, req, &request_id).await?;
+        let params = query::parse_form(&bytes);
+        let action = params.get("Action").cloned().unwrap_or_default();
+        let service = match signed_service.as_deref() {
+            Some(s) => s == ELBV2_SERVICE,
+            None => params.get("Version").map(String::as_str) == Some(ELBV2_VERSION),
+        };
+        if !service {
+            return Err(query::invalid_action(&action));
+        }
+        query::serve(&state.elbv2, &state.patterns, ctx, &params).await
+    }
+    .instrument(span)
+    .await;
+    let mut response = match result {
+        Ok(body) => (StatusCode::OK, body).into_response(),
+        Err(err) => {
+            if err.status.is_server_error() {
+                tracing::warn!(code = %err.code, "request failed");
+            }
+            (err.status, query::error_body(&err, &request_id)).into_response()
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static(query::CONTENT_TYPE),
+    );
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-amzn-requestid", v);
+    }
+    response
+}
+
+/// Runs one AWS request; also returns the awsJson version to answer in.
+async fn handle(
+    state: &State,
+    req: Request,
+    request_id: &str,
+    target: &str,
+) -> (Result<Vec<u8>, AwsError>, &'static str) {
+    let (bytes, ctx, signed_service) = match admit(state, req, request_id).await {
+        Ok(x) => x,
+        Err(e) => return (Err(e), "1.1"),
     };
     let Some((prefix, operation)) = json::parse_target(target) else {
         return (Err(AwsError::unknown_operation(target)), "1.1");

@@ -180,8 +180,13 @@ pub async fn run(
         ecr.clone()
             .lifecycle_sweep(std::time::Duration::from_secs(3600)),
     );
+    let elbv2 = berth_elbv2::Elbv2::new(
+        store.clone(),
+        identity.token_key,
+        berth_elbv2::system_clock(),
+    );
     let state = Arc::new(http_api::State::new(
-        &config, &identity, store, ecs, ecr, logs,
+        &config, &identity, store, ecs, ecr, logs, elbv2,
     ));
     let app = http_api::router(state, &registry).merge(agent_api::router(agents));
     let started = Started {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod ecr;
 pub mod ecs;
+pub mod elbv2;
 pub mod logs;
 
 /// A point in time as awsJson carries it: seconds since the Unix epoch, fractional.
@@ -37,5 +38,6 @@ pub struct Blob(pub String);
 pub mod models {
     pub const ECR: &str = include_str!("../models/ecr.json");
     pub const ECS: &str = include_str!("../models/ecs.json");
+    pub const ELBV2: &str = include_str!("../models/elbv2.json");
     pub const LOGS: &str = include_str!("../models/logs.json");
 }

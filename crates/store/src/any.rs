@@ -2,7 +2,7 @@
 
 use tokio::sync::broadcast;
 
-use crate::{Change, Op, Record, SqliteStore, Store, StoreError};
+use crate::{Change, Op, Record, SqliteStore, Store, StoreError, TypedRecord};
 
 /// Enum dispatch over the backends (a PostgreSQL variant comes later). Cloning is cheap: every
 /// backend keeps its state behind an `Arc`.
@@ -39,6 +39,19 @@ impl Store for AnyStore {
     ) -> Result<Vec<Record>, StoreError> {
         match self {
             AnyStore::Sqlite(s) => s.list(kind, partition, prefix, start_after, limit).await,
+        }
+    }
+
+    async fn list_as<T: serde::de::DeserializeOwned + Send>(
+        &self,
+        kind: &str,
+        partition: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TypedRecord<T>>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.list_as(kind, partition, prefix, start_after, limit).await,
         }
     }
 

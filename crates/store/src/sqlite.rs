@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::broadcast;
 
-use crate::{Change, ChangeKind, Op, Record, Store, StoreError};
+use crate::{Change, ChangeKind, Op, Record, Store, StoreError, TypedRecord};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts how many have run. Append
 /// only: never edit a migration that has shipped.
@@ -288,6 +288,62 @@ impl SqliteStore {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
+        self.scan_sync(
+            kind,
+            partition,
+            prefix,
+            start_after,
+            limit,
+            |key, version, text| {
+                Ok(Record {
+                    kind: kind.to_owned(),
+                    partition: partition.to_owned(),
+                    value: parse_value(kind, partition, &key, text)?,
+                    key,
+                    version,
+                })
+            },
+        )
+    }
+
+    /// Like `list_sync`, each value decoded straight from its stored text into `T`.
+    fn list_as_sync<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        partition: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TypedRecord<T>>, StoreError> {
+        self.scan_sync(
+            kind,
+            partition,
+            prefix,
+            start_after,
+            limit,
+            |key, version, text| {
+                let value = serde_json::from_str(text)
+                    .map_err(|e| StoreError::Corrupt(format!("{kind} {partition} {key}: {e}")))?;
+                Ok(TypedRecord {
+                    key,
+                    version,
+                    value,
+                })
+            },
+        )
+    }
+
+    /// The key-range scan both lists share; `decode` gets each row's key, version and the
+    /// value's JSON text as SQLite holds it (no copy).
+    fn scan_sync<R>(
+        &self,
+        kind: &str,
+        partition: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        decode: impl Fn(String, u64, &str) -> Result<R, StoreError>,
+    ) -> Result<Vec<R>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -339,14 +395,7 @@ impl SqliteStore {
                 let text = text
                     .as_str()
                     .map_err(|e| StoreError::Corrupt(format!("{kind} {partition} {key}: {e}")))?;
-                let value = parse_value(kind, partition, &key, text)?;
-                out.push(Record {
-                    kind: kind.to_owned(),
-                    partition: partition.to_owned(),
-                    key,
-                    version: from_sql_int(version, "version")?,
-                    value,
-                });
+                out.push(decode(key, from_sql_int(version, "version")?, text)?);
             }
             Ok(out)
         })
@@ -558,6 +607,17 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
         self.list_sync(kind, partition, prefix, start_after, limit)
+    }
+
+    async fn list_as<T: serde::de::DeserializeOwned + Send>(
+        &self,
+        kind: &str,
+        partition: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TypedRecord<T>>, StoreError> {
+        self.list_as_sync(kind, partition, prefix, start_after, limit)
     }
 
     async fn commit(&self, ops: Vec<Op>) -> Result<u64, StoreError> {

@@ -809,6 +809,54 @@ pub fn sign_for(
     headers
 }
 
+/// Signs an awsQuery request: `body` is the form, the credential scope names `service`.
+pub fn sign_form(
+    service: &str,
+    addr: SocketAddr,
+    keys: &Keys,
+    region: &str,
+    body: &[u8],
+    time: SystemTime,
+) -> Vec<(String, String)> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use aws_sigv4::sign::v4;
+    use aws_smithy_runtime_api::client::identity::Identity;
+
+    let identity: Identity = aws_credential_types::Credentials::new(
+        keys.access_key_id.clone(),
+        keys.secret_access_key.clone(),
+        None,
+        None,
+        "berth-it",
+    )
+    .into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .expect("signing params")
+        .into();
+    let mut headers = vec![(
+        "content-type".to_string(),
+        "application/x-www-form-urlencoded; charset=utf-8".to_string(),
+    )];
+    let signable = SignableRequest::new(
+        "POST",
+        format!("http://{addr}/"),
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SignableBody::Bytes(body),
+    )
+    .expect("signable request");
+    let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
+    for (name, value) in instructions.headers() {
+        headers.push((name.to_string(), value.to_string()));
+    }
+    headers
+}
+
 // ---- JSON comparison ----
 
 /// Every place where `expected` is not contained in `actual` (objects may have more members, as

@@ -3,7 +3,7 @@
 //! never neither. Black-box: berth itself is asked, with a minimal valid input generated from
 //! the model.
 
-use crate::harness::{Berth, ECS, Opts, Response, sign_for};
+use crate::harness::{Berth, ECS, Opts, Response, sign_for, sign_form};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -28,6 +28,11 @@ const LOGS_UNSUPPORTED: &str = include_str!(concat!(
 
 /// The awsJson target prefix of CloudWatch Logs.
 const LOGS: &str = "Logs_20140328";
+
+const ELBV2_UNSUPPORTED: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../elbv2/unsupported-operations.txt"
+));
 
 /// botocore's ECS service model, the spec berth follows.
 fn botocore_model() -> Value {
@@ -187,6 +192,144 @@ fn every_logs_operation_is_implemented_or_listed_as_unsupported() {
     }
 }
 
+#[test]
+fn every_elbv2_operation_is_implemented_or_listed_as_unsupported() {
+    let model = botocore_model_of("elbv2/2015-12-01");
+    let shapes = model["shapes"].as_object().expect("shapes").clone();
+    let implemented = check_ledger(
+        &model,
+        "",
+        "ELBv2",
+        ELBV2_UNSUPPORTED,
+        40,
+        |berth, name, input| {
+            let input_shape = model["operations"][name]["input"]["shape"].as_str();
+            let mut pairs = vec![
+                ("Action".to_string(), name.to_string()),
+                ("Version".to_string(), "2015-12-01".to_string()),
+            ];
+            if let Some(shape) = input_shape {
+                form_pairs(&shapes, shape, input, "", &mut pairs);
+            }
+            let body = pairs
+                .iter()
+                .map(|(k, v)| format!("{}={}", form_escape(k), form_escape(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            let headers = sign_form(
+                "elasticloadbalancing",
+                berth.addr,
+                &berth.keys,
+                "us-east-1",
+                body.as_bytes(),
+                std::time::SystemTime::now(),
+            );
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            xml_error_as_json(berth.post("/", &headers, body.as_bytes()))
+        },
+    );
+    for op in [
+        "CreateLoadBalancer",
+        "CreateTargetGroup",
+        "CreateListener",
+        "CreateRule",
+        "RegisterTargets",
+        "DescribeTargetHealth",
+    ] {
+        assert!(implemented.contains(op), "{op}");
+    }
+}
+
+/// Writes `value` (of `shape`) as botocore's query serializer does: `Name`, `List.member.N`,
+/// `Map.entry.N.key`/`.value`.
+fn form_pairs(
+    shapes: &Map<String, Value>,
+    shape: &str,
+    value: &Value,
+    prefix: &str,
+    out: &mut Vec<(String, String)>,
+) {
+    let s = &shapes[shape];
+    let join = |name: &str| {
+        if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}.{name}")
+        }
+    };
+    match (s["type"].as_str().unwrap_or_default(), value) {
+        ("structure", Value::Object(obj)) => {
+            for (k, v) in obj {
+                let member = s["members"][k]["shape"].as_str().expect("member shape");
+                form_pairs(shapes, member, v, &join(k), out);
+            }
+        }
+        ("list", Value::Array(items)) => {
+            let member = s["member"]["shape"].as_str().expect("list member");
+            for (i, item) in items.iter().enumerate() {
+                form_pairs(
+                    shapes,
+                    member,
+                    item,
+                    &format!("{prefix}.member.{}", i + 1),
+                    out,
+                );
+            }
+        }
+        ("map", Value::Object(obj)) => {
+            let val = s["value"]["shape"].as_str().expect("map value");
+            for (i, (k, v)) in obj.iter().enumerate() {
+                out.push((format!("{prefix}.entry.{}.key", i + 1), k.clone()));
+                form_pairs(
+                    shapes,
+                    val,
+                    v,
+                    &format!("{prefix}.entry.{}.value", i + 1),
+                    out,
+                );
+            }
+        }
+        (_, Value::String(v)) => out.push((prefix.to_string(), v.clone())),
+        (_, v) => out.push((prefix.to_string(), v.to_string())),
+    }
+}
+
+fn form_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An awsQuery answer in the awsJson error form the ledger reads (`__type`, `message`).
+fn xml_error_as_json(r: Response) -> Response {
+    if r.status == 200 {
+        return r;
+    }
+    let text = r.text();
+    let between = |open: &str, close: &str| -> String {
+        text.split_once(open)
+            .and_then(|(_, rest)| rest.split_once(close))
+            .map(|(v, _)| v.to_string())
+            .unwrap_or_default()
+    };
+    let body = json!({
+        "__type": between("<Code>", "</Code>"),
+        "message": between("<Message>", "</Message>"),
+    });
+    Response {
+        body: body.to_string().into_bytes(),
+        ..r
+    }
+}
+
 /// Asks a fresh berth every operation of `model` (awsJson `target`) through `call` and checks
 /// the answers against the `unsupported` ledger. Returns the operations berth serves.
 fn check_ledger(
@@ -197,7 +340,12 @@ fn check_ledger(
     at_least: usize,
     call: impl Fn(&Berth, &str, &Value) -> Response,
 ) -> BTreeSet<String> {
-    assert_eq!(model["metadata"]["targetPrefix"], target);
+    assert_eq!(
+        model["metadata"]["targetPrefix"]
+            .as_str()
+            .unwrap_or_default(),
+        target
+    );
     let shapes = model["shapes"].as_object().expect("shapes");
     let operations = model["operations"].as_object().expect("operations");
     assert!(

@@ -514,3 +514,110 @@ fn a_daemon_service_runs_one_task_on_each_agent() {
         ],
     );
 }
+
+/// The containers of `family` Docker runs now, with the revision each belongs to.
+fn container_revisions(family: &str) -> Vec<String> {
+    docker(&[
+        "ps",
+        "--filter",
+        &format!("label=com.amazonaws.ecs.task-definition-family={family}"),
+        "--format",
+        "{{.Label \"com.amazonaws.ecs.task-definition-version\"}}",
+    ])
+    .split_whitespace()
+    .map(str::to_string)
+    .collect()
+}
+
+/// SIGKILL of `berth up` in the middle of a rolling deployment: after the restart the
+/// controller counts what exists and finishes the rollout, with no duplicate task and never
+/// above `maximumPercent`; the containers that ran through the outage are adopted, not doubled.
+#[test]
+fn a_deployment_killed_midway_finishes_without_duplicates_after_a_restart() {
+    let berth = Berth::start(Opts::default());
+    let family = format!("restart-{}", std::process::id());
+    let image = import_busybox(&family);
+    let _cleanup = Cleanup {
+        family: family.clone(),
+        image: image.clone(),
+    };
+    let v1 = register(&berth, &family, &image, &["sleep", "3600"], "1");
+    aws(
+        &berth,
+        &[
+            "ecs",
+            "create-service",
+            "--cluster",
+            "default",
+            "--service-name",
+            "kept",
+            "--task-definition",
+            &v1,
+            "--desired-count",
+            "4",
+            "--deployment-configuration",
+            "maximumPercent=150,minimumHealthyPercent=50",
+        ],
+    );
+    wait_until(&berth, "kept", "4 running", |_| {}, |s| steady(s, &v1));
+    let v2 = register(&berth, &family, &image, &["sleep", "3600"], "2");
+    aws(
+        &berth,
+        &[
+            "ecs",
+            "update-service",
+            "--cluster",
+            "default",
+            "--service",
+            "kept",
+            "--task-definition",
+            &v2,
+        ],
+    );
+    // Kill the server once the rollout has visibly begun (a v2 container runs).
+    let deadline = Instant::now() + WAIT;
+    while !container_revisions(&family).iter().any(|r| r == "2") {
+        assert!(Instant::now() < deadline, "the rollout never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let at_kill = container_revisions(&family);
+    assert!(
+        at_kill.len() <= 6,
+        "above 150% before the kill: {at_kill:?}"
+    );
+    let berth = berth.restart(Opts::default());
+    let mut max_seen = 0;
+    wait_until(
+        &berth,
+        "kept",
+        "the rollout, finished after the restart",
+        |_| max_seen = max_seen.max(container_revisions(&family).len()),
+        |s| steady(s, &v2),
+    );
+    assert!(max_seen <= 6, "above 150% after the restart: {max_seen}");
+    // Exactly the desired tasks, all of v2, each with one container.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let revisions = container_revisions(&family);
+        if revisions.len() == 4 {
+            assert!(revisions.iter().all(|r| r == "2"), "{revisions:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "containers: {revisions:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let running = task_ids(&berth, "kept", "RUNNING");
+    assert_eq!(running.len(), 4, "{running:?}");
+    aws(
+        &berth,
+        &[
+            "ecs",
+            "delete-service",
+            "--cluster",
+            "default",
+            "--service",
+            "kept",
+            "--force",
+        ],
+    );
+}

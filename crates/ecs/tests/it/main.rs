@@ -2,8 +2,6 @@
 //! in-memory store, driven through `JsonService::call` with JSON as clients send it, and the
 //! agent protocol functions (`berth_ecs::nodes`) called as the agent's HTTP routes call them.
 
-mod simulation;
-
 use berth_agent_api as api;
 use berth_aws::{JsonService, RequestContext};
 use berth_ecs::Ecs;

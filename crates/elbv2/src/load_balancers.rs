@@ -1,0 +1,273 @@
+//! Load balancers: create, describe, delete; and the account's limits.
+
+use crate::Elbv2;
+use crate::common::{self, Snapshot, Writes, mutate, not_permitted, validation};
+use crate::records::{self, LoadBalancerRecord};
+use berth_aws::{AwsError, RequestContext};
+use berth_shapes::Timestamp;
+use berth_shapes::elbv2 as wire;
+
+/// berth's stand-in for the hosted zone of a load balancer's DNS name.
+pub const HOSTED_ZONE_ID: &str = "ZBERTHELB00001";
+/// The VPC every berth load balancer and target group is in, unless the request names one.
+pub const DEFAULT_VPC: &str = "vpc-berth";
+
+/// Load balancer names: 1–32 alphanumerics and hyphens, no hyphen at either end, not starting
+/// with `internal-`.
+fn check_name(name: &str) -> Result<(), AwsError> {
+    if name.is_empty() || name.len() > 32 {
+        return Err(validation(format!(
+            "The load balancer name '{name}' must be between 1 and 32 characters long"
+        )));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(validation(format!(
+            "The load balancer name '{name}' can contain only alphanumeric characters and hyphens"
+        )));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err(validation(format!(
+            "The load balancer name '{name}' cannot begin or end with a hyphen"
+        )));
+    }
+    if name.starts_with("internal-") {
+        return Err(validation(
+            "Load balancer names cannot start with 'internal-'",
+        ));
+    }
+    Ok(())
+}
+
+pub fn to_wire(r: &LoadBalancerRecord) -> wire::LoadBalancer {
+    let zones = if r.subnets.is_empty() {
+        vec![
+            ("a", "subnet-berth-a".to_string()),
+            ("b", "subnet-berth-b".to_string()),
+        ]
+    } else {
+        const LETTERS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
+        r.subnets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (LETTERS[i % LETTERS.len()], s.clone()))
+            .collect()
+    };
+    let region = r.arn.split(':').nth(3).unwrap_or_default();
+    wire::LoadBalancer {
+        load_balancer_arn: Some(r.arn.clone()),
+        dns_name: Some(r.dns_name.clone()),
+        canonical_hosted_zone_id: Some(HOSTED_ZONE_ID.into()),
+        created_time: Some(Timestamp::from_millis(r.created_ms)),
+        load_balancer_name: Some(r.name.clone()),
+        scheme: Some(r.scheme.clone()),
+        vpc_id: Some(r.vpc_id.clone()),
+        state: Some(wire::LoadBalancerState {
+            code: Some(r.state.clone()),
+            reason: None,
+        }),
+        r#type: Some("application".into()),
+        availability_zones: Some(
+            zones
+                .into_iter()
+                .map(|(letter, subnet)| wire::AvailabilityZone {
+                    zone_name: Some(format!("{region}{letter}")),
+                    subnet_id: Some(subnet),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        security_groups: Some(r.security_groups.clone()),
+        ip_address_type: Some(r.ip_address_type.clone()),
+        ..Default::default()
+    }
+}
+
+pub async fn create_load_balancer(
+    elb: &Elbv2,
+    ctx: &RequestContext,
+    req: wire::CreateLoadBalancerInput,
+) -> Result<wire::CreateLoadBalancerOutput, AwsError> {
+    let name = req.name.clone().unwrap_or_default();
+    check_name(&name)?;
+    let kind = req.r#type.clone().unwrap_or_else(|| "application".into());
+    if kind != "application" {
+        return Err(not_permitted(format!(
+            "berth serves Application Load Balancers only; load balancer type '{kind}' is not supported"
+        )));
+    }
+    let scheme = req
+        .scheme
+        .clone()
+        .unwrap_or_else(|| "internet-facing".into());
+    let ip_type = req.ip_address_type.clone().unwrap_or_else(|| "ipv4".into());
+    let mut subnets = req.subnets.clone().unwrap_or_default();
+    subnets.extend(
+        req.subnet_mappings
+            .iter()
+            .flatten()
+            .filter_map(|m| m.subnet_id.clone()),
+    );
+    let tags = common::tags_from(req.tags.as_ref())?;
+    let security_groups = req.security_groups.clone().unwrap_or_default();
+    let now = elb.now_ms();
+    let record = mutate(elb, ctx, |snap: &Snapshot| {
+        if let Some(existing) = snap.load_balancers.values().find(|l| l.name == name) {
+            // CreateLoadBalancer is idempotent: the same request again answers the same one.
+            if existing.scheme == scheme && existing.ip_address_type == ip_type {
+                return Ok((Writes::default(), existing.clone()));
+            }
+            return Err(AwsError::client(
+                "DuplicateLoadBalancerName",
+                format!(
+                    "A load balancer with the same name '{name}' exists, but with different settings"
+                ),
+            ));
+        }
+        let id = common::new_id();
+        let arn = common::arn(ctx, format!("loadbalancer/app/{name}/{id}"));
+        let record = LoadBalancerRecord {
+            dns_name: format!("{name}-{id}.{}.elb.localhost", ctx.region),
+            arn: arn.clone(),
+            name: name.clone(),
+            id,
+            created_ms: now,
+            scheme: scheme.clone(),
+            ip_address_type: ip_type.clone(),
+            vpc_id: DEFAULT_VPC.into(),
+            subnets: subnets.clone(),
+            security_groups: security_groups.clone(),
+            state: "active".into(),
+            tags: tags.clone(),
+        };
+        let mut w = Writes::default();
+        w.put(ctx, records::LOAD_BALANCER, &arn, &record)?;
+        Ok((w, record))
+    })
+    .await?;
+    Ok(wire::CreateLoadBalancerOutput {
+        load_balancers: Some(vec![to_wire(&record)]),
+    })
+}
+
+pub async fn describe_load_balancers(
+    elb: &Elbv2,
+    ctx: &RequestContext,
+    req: wire::DescribeLoadBalancersInput,
+) -> Result<wire::DescribeLoadBalancersOutput, AwsError> {
+    let snap = Snapshot::load(elb, ctx).await?;
+    let arns = req.load_balancer_arns.unwrap_or_default();
+    let names = req.names.unwrap_or_default();
+    if !arns.is_empty() && !names.is_empty() {
+        return Err(validation(
+            "Load balancer names and load balancer ARNs cannot be specified at the same time",
+        ));
+    }
+    let mut items: Vec<(String, wire::LoadBalancer)> = Vec::new();
+    if !arns.is_empty() {
+        for arn in &arns {
+            let lb = snap.load_balancer(arn)?;
+            items.push((lb.arn.clone(), to_wire(lb)));
+        }
+    } else if !names.is_empty() {
+        for name in &names {
+            let lb = snap
+                .load_balancers
+                .values()
+                .find(|l| &l.name == name)
+                .ok_or_else(|| {
+                    AwsError::client(
+                        "LoadBalancerNotFound",
+                        format!("Load balancers '[{name}]' not found"),
+                    )
+                })?;
+            items.push((lb.arn.clone(), to_wire(lb)));
+        }
+    } else {
+        items = snap
+            .load_balancers
+            .values()
+            .map(|l| (l.arn.clone(), to_wire(l)))
+            .collect();
+    }
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    items.dedup_by(|a, b| a.0 == b.0);
+    let (page, next) = common::page(
+        elb,
+        ctx,
+        "DescribeLoadBalancers",
+        items,
+        req.marker.as_deref(),
+        req.page_size,
+    )?;
+    Ok(wire::DescribeLoadBalancersOutput {
+        load_balancers: Some(page),
+        next_marker: next,
+    })
+}
+
+pub async fn delete_load_balancer(
+    elb: &Elbv2,
+    ctx: &RequestContext,
+    req: wire::DeleteLoadBalancerInput,
+) -> Result<wire::DeleteLoadBalancerOutput, AwsError> {
+    let arn = req.load_balancer_arn.unwrap_or_default();
+    mutate(elb, ctx, |snap| {
+        let mut w = Writes::default();
+        // Deleting a load balancer that does not exist (any more) succeeds, as in AWS.
+        if snap.load_balancers.contains_key(&arn) {
+            for l in snap.listeners_of(&arn) {
+                for r in snap.rules_of(&l.arn) {
+                    w.delete(ctx, records::RULE, &r.arn);
+                }
+                w.delete(ctx, records::LISTENER, &l.arn);
+            }
+            w.delete(ctx, records::LOAD_BALANCER, &arn);
+        }
+        Ok((w, ()))
+    })
+    .await?;
+    Ok(Default::default())
+}
+
+/// ELBv2's default quotas for Application Load Balancers.
+const LIMITS: &[(&str, &str)] = &[
+    ("application-load-balancers", "50"),
+    ("target-groups", "3000"),
+    ("targets-per-application-load-balancer", "1000"),
+    ("listeners-per-application-load-balancer", "50"),
+    ("rules-per-application-load-balancer", "100"),
+    ("target-groups-per-action-on-application-load-balancer", "5"),
+    ("target-groups-per-application-load-balancer", "100"),
+    ("certificates-per-application-load-balancer", "25"),
+];
+
+pub async fn describe_account_limits(
+    elb: &Elbv2,
+    ctx: &RequestContext,
+    req: wire::DescribeAccountLimitsInput,
+) -> Result<wire::DescribeAccountLimitsOutput, AwsError> {
+    let items = LIMITS
+        .iter()
+        .map(|(name, max)| {
+            (
+                (*name).to_string(),
+                wire::Limit {
+                    name: Some((*name).into()),
+                    max: Some((*max).into()),
+                },
+            )
+        })
+        .collect();
+    let (page, next) = common::page(
+        elb,
+        ctx,
+        "DescribeAccountLimits",
+        items,
+        req.marker.as_deref(),
+        req.page_size,
+    )?;
+    Ok(wire::DescribeAccountLimitsOutput {
+        limits: Some(page),
+        next_marker: next,
+    })
+}

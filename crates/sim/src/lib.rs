@@ -1,0 +1,536 @@
+//! Deterministic simulation of berth's control plane: the ECS API, the service controller and
+//! placement run for real (`berth-ecs` on an in-memory store) against fake nodes that speak the
+//! real agent protocol (`nodes::register`, `nodes::heartbeat`, `nodes::report`) on a virtual
+//! clock. A seeded RNG decides everything that varies — how fast tasks start, which crash, which
+//! node dies — so a seed replays the same history.
+//!
+//! After every step the invariants ECS promises can be checked against the store
+//! ([`Sim::check`]):
+//! - no instance holds more than it registered, and what it has left matches its tasks;
+//! - a controller pass never takes a service above `maximumPercent`, nor stops healthy tasks
+//!   below `minimumHealthyPercent` while replacing them (scaling in may);
+//! - no task is live on a node dead for longer than the liveness grace;
+//! - `memberOf` and `distinctInstance` constraints hold for every task (services registered with
+//!   [`Sim::watch_member_of`] / [`Sim::watch_distinct`]).
+//!
+//! **API Boundary:** drives `berth-ecs` only through its public API (awsJson calls, the agent
+//! protocol functions, the controller's `reconcile`, the liveness `sweep`), and reads the store
+//! to check; never writes it.
+
+use berth_agent_api as api;
+use berth_aws::{JsonService, RequestContext};
+use berth_ecs::nodes::{self, SweepPolicy};
+use berth_ecs::{ContainerInstanceRecord, Ecs, ServiceRecord, TaskRecord, kinds};
+use berth_store::{AnyStore, SqliteStore, Store};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+const JOIN: &str = "berth-sim-join";
+const T0: i64 = 1_700_000_000_000;
+
+/// How a simulation runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Virtual time per step.
+    pub step_ms: i64,
+    /// The liveness sweep's grace. Longer than an agent takes to count as disconnected (60 s),
+    /// as in production (300 s), so placement no longer picks a dead node by the time its tasks
+    /// are stopped.
+    pub grace_ms: i64,
+    /// STOPPED tasks are forgotten after this long, so the store stays the size of the fleet.
+    pub keep_stopped_ms: i64,
+    /// Chance per step that a placed task starts (the rest take longer, as pulls do).
+    pub start_rate: f64,
+    /// Chance per step that a running task crashes.
+    pub crash_rate: f64,
+    /// Check the invariants at every step (costs a few scans of the store per step).
+    pub checks: bool,
+    pub node_cpu: i32,
+    pub node_memory_mib: i32,
+    /// A SQLite file to keep the store in, as the server does (WAL); in memory when `None`.
+    pub store_path: Option<std::path::PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            step_ms: 5_000,
+            grace_ms: 90_000,
+            keep_stopped_ms: 60_000,
+            start_rate: 0.7,
+            crash_rate: 0.0,
+            checks: true,
+            node_cpu: 1024,
+            node_memory_mib: 2048,
+            store_path: None,
+        }
+    }
+}
+
+struct Node {
+    reg: api::RegisterResponse,
+    zone: &'static str,
+    alive: bool,
+    died_at: Option<i64>,
+}
+
+/// One simulated cluster (`default`) and its nodes.
+pub struct Sim {
+    ecs: Ecs,
+    store: AnyStore,
+    clock: Arc<AtomicI64>,
+    pub rng: StdRng,
+    pub options: Options,
+    nodes: Vec<Node>,
+    /// Tasks the fake agents reported RUNNING, so each is reported once.
+    running: HashSet<String>,
+    /// Task definition families whose tasks exit as soon as they start.
+    crashing: BTreeSet<String>,
+    member_of_zone: BTreeMap<String, &'static str>,
+    distinct: BTreeSet<String>,
+    /// Controller passes and tasks the agents reported RUNNING, for reports.
+    pub passes: u64,
+    pub started: u64,
+    /// Whether every service was steady when the last step began (after the pass before it).
+    steady_at_start: bool,
+    last_sweep_ms: i64,
+}
+
+/// The request context the simulation acts in.
+pub fn ctx() -> RequestContext {
+    RequestContext {
+        account_id: "000000000000".into(),
+        region: "us-east-1".into(),
+        request_id: "sim".into(),
+        access_key_id: None,
+    }
+}
+
+async fn records<T: DeserializeOwned + Send>(store: &AnyStore, kind: &str) -> Vec<T> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list_as::<T>(kind, &ctx().partition(), "", after.as_deref(), 1000)
+            .await
+            .expect("the in-memory store lists");
+        let done = page.len() < 1000;
+        for r in page {
+            after = Some(r.key);
+            out.push(r.value);
+        }
+        if done {
+            return out;
+        }
+    }
+}
+
+fn state(arn: &str, status: &str, stop_code: Option<&str>) -> api::TaskState {
+    api::TaskState {
+        task_arn: arn.into(),
+        status: status.into(),
+        containers: vec![],
+        stop_code: stop_code.map(str::to_string),
+        stopped_reason: stop_code.map(|_| "Essential container in task exited".to_string()),
+        pull_started_at: None,
+        pull_stopped_at: None,
+        started_at: None,
+        execution_stopped_at: None,
+        health_status: None,
+    }
+}
+
+impl Sim {
+    /// A cluster `default` with `nodes` nodes in three zones (`ecs.availability-zone` a/b/c).
+    pub async fn new(seed: u64, nodes: usize, options: Options) -> Sim {
+        let store: AnyStore = match &options.store_path {
+            Some(path) => SqliteStore::open(path).expect("the store file opens"),
+            None => SqliteStore::open_in_memory().expect("an in-memory store opens"),
+        }
+        .into();
+        let clock = Arc::new(AtomicI64::new(T0));
+        let c = clock.clone();
+        let ecs = Ecs::new(
+            store.clone(),
+            [9u8; 32],
+            Arc::new(move || c.load(Ordering::SeqCst)),
+        );
+        let mut sim = Sim {
+            ecs,
+            store,
+            clock,
+            rng: StdRng::seed_from_u64(seed),
+            options,
+            nodes: Vec::new(),
+            running: HashSet::new(),
+            crashing: BTreeSet::new(),
+            member_of_zone: BTreeMap::new(),
+            distinct: BTreeSet::new(),
+            passes: 0,
+            started: 0,
+            steady_at_start: false,
+            last_sweep_ms: 0,
+        };
+        sim.call("CreateCluster", json!({}))
+            .await
+            .expect("CreateCluster");
+        for _ in 0..nodes {
+            sim.join().await;
+        }
+        sim
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.load(Ordering::SeqCst)
+    }
+
+    /// An ECS API call, as a client sends it.
+    pub async fn call(&self, op: &str, input: Value) -> Result<Value, String> {
+        match self.ecs.call(ctx(), op, input.clone()).await {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| e.to_string()),
+            Err(e) => Err(format!("{op} {input}: {} {}", e.code, e.message)),
+        }
+    }
+
+    /// Tasks of `family` exit as soon as they start.
+    pub fn crash_family(&mut self, family: &str) {
+        self.crashing.insert(family.to_string());
+    }
+
+    /// Check that every task of `service` runs in `zone` (its `memberOf` constraint).
+    pub fn watch_member_of(&mut self, service: &str, zone: &'static str) {
+        self.member_of_zone.insert(service.to_string(), zone);
+    }
+
+    /// Check that no two tasks of `service` share a node (its `distinctInstance` constraint).
+    pub fn watch_distinct(&mut self, service: &str) {
+        self.distinct.insert(service.to_string());
+    }
+
+    /// A new node joins.
+    pub async fn join(&mut self) {
+        let zone = ["a", "b", "c"][self.nodes.len() % 3];
+        let req = api::RegisterRequest {
+            cluster: "default".into(),
+            join_token: Some(JOIN.into()),
+            instance_id: None,
+            node_token: None,
+            resources: api::Resources {
+                cpu: self.options.node_cpu,
+                memory_mib: self.options.node_memory_mib,
+                reserved_ports: vec![22],
+                reserved_udp_ports: vec![],
+            },
+            attributes: vec![api::Attribute {
+                name: "ecs.availability-zone".into(),
+                value: Some(zone.into()),
+            }],
+            version: api::VersionInfo {
+                agent_version: "sim".into(),
+                agent_hash: None,
+                docker_version: None,
+            },
+            can_run_tasks: true,
+            cannot_run_reason: None,
+            host_id: format!("sim-{}", self.nodes.len()),
+        };
+        let reg = nodes::register(&self.ecs, &ctx(), JOIN, req)
+            .await
+            .expect("a fake node registers");
+        self.nodes.push(Node {
+            reg,
+            zone,
+            alive: true,
+            died_at: None,
+        });
+    }
+
+    /// A random live node dies (its agent goes silent), unless that would leave fewer than
+    /// `keep` alive.
+    pub fn kill_random_node(&mut self, keep: usize) {
+        let alive: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].alive)
+            .collect();
+        if alive.len() > keep {
+            let i = alive[self.rng.gen_range(0..alive.len())];
+            self.nodes[i].alive = false;
+            self.nodes[i].died_at = Some(self.now());
+        }
+    }
+
+    pub fn alive_nodes(&self) -> usize {
+        self.nodes.iter().filter(|n| n.alive).count()
+    }
+
+    pub async fn tasks(&self) -> Vec<TaskRecord> {
+        records(&self.store, kinds::TASK).await
+    }
+
+    pub async fn services(&self) -> Vec<ServiceRecord> {
+        records(&self.store, kinds::SERVICE).await
+    }
+
+    /// Every live fake agent heartbeats and reports what its "containers" do with the tasks the
+    /// control plane assigned it (read once per step for all nodes: what each node's long poll
+    /// would answer, without a scan per node).
+    async fn agents(&mut self, tasks: &[TaskRecord]) {
+        let mut by_node: HashMap<&str, Vec<&TaskRecord>> = HashMap::new();
+        for t in tasks.iter().filter(|t| t.last_status != "STOPPED") {
+            by_node
+                .entry(t.container_instance_id.as_str())
+                .or_default()
+                .push(t);
+        }
+        for n in 0..self.nodes.len() {
+            if !self.nodes[n].alive {
+                continue;
+            }
+            let reg = self.nodes[n].reg.clone();
+            nodes::heartbeat(&self.ecs, &ctx(), &reg.instance_id, Some(&reg.node_token))
+                .await
+                .expect("heartbeat");
+            let mut report = Vec::new();
+            for t in by_node.get(reg.instance_id.as_str()).into_iter().flatten() {
+                let family = t.definition.family.as_deref().unwrap_or_default();
+                if t.desired_status == "STOPPED" {
+                    report.push(state(&t.arn, "STOPPED", None));
+                } else if !self.running.contains(&t.arn) {
+                    if self.crashing.contains(family) {
+                        report.push(state(&t.arn, "STOPPED", Some("EssentialContainerExited")));
+                    } else if self.rng.gen_bool(self.options.start_rate) {
+                        self.running.insert(t.arn.clone());
+                        self.started += 1;
+                        report.push(state(&t.arn, "RUNNING", None));
+                    }
+                } else if self.options.crash_rate > 0.0
+                    && self.rng.gen_bool(self.options.crash_rate)
+                {
+                    report.push(state(&t.arn, "STOPPED", Some("EssentialContainerExited")));
+                }
+            }
+            if !report.is_empty() {
+                nodes::report(
+                    &self.ecs,
+                    &ctx(),
+                    Some(&reg.node_token),
+                    api::StateReport {
+                        instance_id: reg.instance_id.clone(),
+                        tasks: report,
+                    },
+                )
+                .await
+                .expect("report");
+            }
+        }
+        let gone: HashSet<&str> = tasks
+            .iter()
+            .filter(|t| t.last_status == "STOPPED")
+            .map(|t| t.arn.as_str())
+            .collect();
+        self.running.retain(|a| !gone.contains(a.as_str()));
+    }
+
+    /// One step: time passes, agents act, the liveness sweep and one controller pass run.
+    /// With `options.checks`, the invariants are checked around the pass.
+    pub async fn step(&mut self) -> Result<(), String> {
+        self.clock.fetch_add(self.options.step_ms, Ordering::SeqCst);
+        let tasks = self.tasks().await;
+        self.steady_at_start = steady(&self.services().await, &tasks);
+        self.agents(&tasks).await;
+        drop(tasks);
+        // The server sweeps every quarter grace, at most every 10 s.
+        let every = (self.options.grace_ms / 4).clamp(100, 10_000);
+        if self.now() - self.last_sweep_ms >= every {
+            self.last_sweep_ms = self.now();
+            let policy = SweepPolicy {
+                grace_ms: self.options.grace_ms,
+                keep_stopped_ms: self.options.keep_stopped_ms,
+            };
+            nodes::sweep(&self.ecs, &ctx(), policy)
+                .await
+                .map_err(|e| e.message.to_string())?;
+        }
+        let before = if self.options.checks {
+            Some((self.services().await, self.tasks().await))
+        } else {
+            None
+        };
+        berth_ecs::service_controller::reconcile(&self.ecs, &ctx())
+            .await
+            .map_err(|e| e.message.to_string())?;
+        self.passes += 1;
+        if let Some((services, before)) = before {
+            let after = self.tasks().await;
+            check_pass(&services, &before, &after)?;
+            self.check_instances(&after).await?;
+        }
+        Ok(())
+    }
+
+    /// Resources add up on every instance; nothing is live on a node found dead; placement
+    /// constraints hold.
+    async fn check_instances(&self, tasks: &[TaskRecord]) -> Result<(), String> {
+        let instances: Vec<ContainerInstanceRecord> =
+            records(&self.store, kinds::CONTAINER_INSTANCE).await;
+        let now = self.now();
+        for i in &instances {
+            let on: Vec<&TaskRecord> = tasks
+                .iter()
+                .filter(|t| t.container_instance_id == i.id && t.last_status != "STOPPED")
+                .collect();
+            let cpu: i64 = on.iter().map(|t| t.reserved.cpu).sum();
+            let memory: i64 = on.iter().map(|t| t.reserved.memory).sum();
+            if cpu > i.registered.cpu || memory > i.registered.memory {
+                return Err(format!("{} oversubscribed: {cpu} cpu, {memory} MiB", i.id));
+            }
+            if i.remaining.cpu != i.registered.cpu - cpu
+                || i.remaining.memory != i.registered.memory - memory
+            {
+                return Err(format!(
+                    "{}: remaining {:?} does not match its tasks ({cpu} cpu, {memory} MiB)",
+                    i.id, i.remaining
+                ));
+            }
+            let Some(node) = self.nodes.iter().find(|n| n.reg.instance_id == i.id) else {
+                continue;
+            };
+            if let Some(died) = node.died_at
+                && now - died > self.options.grace_ms + self.options.step_ms
+                && !on.is_empty()
+            {
+                return Err(format!(
+                    "{} is dead but holds {} live tasks",
+                    i.id,
+                    on.len()
+                ));
+            }
+            let wanted = |t: &&&TaskRecord| t.desired_status == "RUNNING";
+            for (service, zone) in &self.member_of_zone {
+                let group = format!("service:{service}");
+                if node.zone != *zone && on.iter().filter(wanted).any(|t| t.group == group) {
+                    return Err(format!(
+                        "memberOf broken: {service} task in zone {}",
+                        node.zone
+                    ));
+                }
+            }
+            for service in &self.distinct {
+                let group = format!("service:{service}");
+                let n = on
+                    .iter()
+                    .filter(wanted)
+                    .filter(|t| t.group == group)
+                    .count();
+                if n > 1 {
+                    return Err(format!(
+                        "distinctInstance broken: {n} {service} tasks on {}",
+                        i.id
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every ACTIVE service runs its desired count and says it is steady.
+    pub async fn steady(&self) -> bool {
+        steady(&self.services().await, &self.tasks().await)
+    }
+
+    /// Steps until every service is steady (as seen at the start of a step, so no extra scan
+    /// is needed); returns the number of steps.
+    pub async fn run_until_steady(&mut self, max_steps: usize) -> Result<usize, String> {
+        for n in 1..=max_steps {
+            self.step().await?;
+            if self.steady_at_start {
+                return Ok(n);
+            }
+        }
+        Err(format!("not steady after {max_steps} steps"))
+    }
+}
+
+fn steady(services: &[ServiceRecord], tasks: &[TaskRecord]) -> bool {
+    let mut running: HashMap<&str, i32> = HashMap::new();
+    for t in tasks {
+        if t.last_status == "RUNNING" && t.desired_status == "RUNNING" {
+            *running.entry(t.group.as_str()).or_default() += 1;
+        }
+    }
+    services.iter().filter(|s| s.status == "ACTIVE").all(|s| {
+        let group = format!("service:{}", s.name);
+        s.steady && running.get(group.as_str()).copied().unwrap_or(0) == s.desired_count
+    })
+}
+
+/// The controller's pass kept each REPLICA service within its percentages.
+fn check_pass(
+    services: &[ServiceRecord],
+    before: &[TaskRecord],
+    after: &[TaskRecord],
+) -> Result<(), String> {
+    for s in services
+        .iter()
+        .filter(|s| s.scheduling_strategy == "REPLICA")
+    {
+        let group = format!("service:{}", s.name);
+        let mine = |ts: &[TaskRecord]| -> Vec<TaskRecord> {
+            ts.iter()
+                .filter(|t| t.group == group && t.last_status != "STOPPED")
+                .cloned()
+                .collect()
+        };
+        let (b, a) = (mine(before), mine(after));
+        let desired = u64::try_from(s.desired_count).unwrap_or(0);
+        let pct =
+            |p: Option<i32>, default: u64| p.and_then(|p| u64::try_from(p).ok()).unwrap_or(default);
+        let max_pct = pct(s.deployment_configuration.maximum_percent, 200);
+        let min_pct = pct(s.deployment_configuration.minimum_healthy_percent, 100);
+        let cap = (desired * max_pct / 100).max(u64::from(desired > 0)) as usize;
+        if a.len() > cap.max(b.len()) {
+            return Err(format!(
+                "{}: {} tasks hold a place after the pass, cap {cap}, {} before",
+                s.name,
+                a.len(),
+                b.len()
+            ));
+        }
+        let after_by_id: HashMap<&str, &TaskRecord> =
+            a.iter().map(|t| (t.id.as_str(), t)).collect();
+        let healthy: Vec<&TaskRecord> = b
+            .iter()
+            .filter(|t| t.last_status == "RUNNING" && t.desired_status == "RUNNING")
+            .collect();
+        let replaced = healthy
+            .iter()
+            .filter(|t| {
+                after_by_id.get(t.id.as_str()).is_some_and(|x| {
+                    x.desired_status == "STOPPED"
+                        && x.stopped_reason
+                            .as_deref()
+                            .is_some_and(|r| r.starts_with("Scaling activity"))
+                })
+            })
+            .count();
+        // Scaling in may go below the floor; replacing may not.
+        let primary = s.deployments.first().map(|d| d.id.as_str());
+        let primary_live = a
+            .iter()
+            .filter(|t| t.desired_status == "RUNNING" && t.started_by.as_deref() == primary)
+            .count() as u64;
+        let floor = (desired * min_pct).div_ceil(100) as usize;
+        if primary_live <= desired && healthy.len() - replaced < floor.min(healthy.len()) {
+            return Err(format!(
+                "{}: {} healthy, {replaced} stopped by the pass, floor {floor}",
+                s.name,
+                healthy.len()
+            ));
+        }
+    }
+    Ok(())
+}
