@@ -420,7 +420,7 @@ async fn stop_task(
         let Some((mut t, v)) = common::get::<TaskRecord>(ecs, ctx, kinds::TASK, &key).await? else {
             return Ok((vec![], false));
         };
-        if !request_stop(&mut t, ecs.now_ms(), "ServiceSchedulerInitiated", reason) {
+        if !crate::tasks::request_stop(&mut t, ecs.now_ms(), "ServiceSchedulerInitiated", reason) {
             return Ok((vec![], false));
         }
         Ok((
@@ -808,20 +808,6 @@ fn eligible_for(
             Err(_) => false,
         }
     })
-}
-
-/// Asks a task to stop: desired STOPPED, with a stop code and reason unless it already has
-/// some. Returns whether anything changed (a task already asked, or stopped, is left alone).
-pub(crate) fn request_stop(t: &mut TaskRecord, now: i64, code: &str, reason: &str) -> bool {
-    if t.desired_status == DesiredStatus::Stopped.as_str() || ended(t) {
-        return false;
-    }
-    t.desired_status = DesiredStatus::Stopped.as_str().into();
-    t.stopping_at_ms.get_or_insert(now);
-    t.stop_code = Some(code.into());
-    t.stopped_reason = Some(reason.into());
-    t.version += 1;
-    true
 }
 
 #[cfg(test)]

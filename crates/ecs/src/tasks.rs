@@ -35,6 +35,23 @@ pub(crate) fn put_task(partition: &str, t: &TaskRecord, expect: Expect) -> Resul
     ))
 }
 
+/// Asks a task to stop: desired STOPPED, with a stop code and reason. Returns whether anything
+/// changed (a task already asked, or stopped, is left alone). The agent stops it and reports
+/// STOPPED, which gives its resources back.
+pub(crate) fn request_stop(t: &mut TaskRecord, now: i64, code: &str, reason: &str) -> bool {
+    if t.desired_status == DesiredStatus::Stopped.as_str()
+        || t.last_status == TaskStatus::Stopped.as_str()
+    {
+        return false;
+    }
+    t.desired_status = DesiredStatus::Stopped.as_str().into();
+    t.stopping_at_ms.get_or_insert(now);
+    t.stop_code = Some(code.into());
+    t.stopped_reason = Some(reason.into());
+    t.version += 1;
+    true
+}
+
 /// Records a task as STOPPED (once): timestamps, stop code and reason (keeping ones already
 /// set, e.g. by StopTask), containers STOPPED. Returns whether anything changed; the caller
 /// gives the task's resources back to its instance in the same transaction.
@@ -727,14 +744,9 @@ pub async fn stop_task(
         let (mut t, v) = common::get::<TaskRecord>(ecs, ctx, kinds::TASK, &key)
             .await?
             .ok_or_else(not_found)?;
-        if t.desired_status == DesiredStatus::Stopped.as_str() {
+        if !request_stop(&mut t, ecs.now_ms(), "UserInitiated", &reason) {
             return Ok((vec![], t));
         }
-        t.desired_status = DesiredStatus::Stopped.as_str().into();
-        t.stopping_at_ms.get_or_insert(ecs.now_ms());
-        t.stop_code = Some("UserInitiated".into());
-        t.stopped_reason = Some(reason.clone());
-        t.version += 1;
         Ok((vec![put_task(&partition, &t, Expect::Version(v))?], t))
     })
     .await?;
