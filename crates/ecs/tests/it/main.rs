@@ -833,3 +833,94 @@ async fn placement_reasons_are_per_instance_and_start_task_uses_the_scheduler() 
         "InvalidParameterException"
     );
 }
+
+/// A service's tasks carry its group and deployment, the service's tags (propagateTags
+/// SERVICE) or the task definition's (TASK_DEFINITION), and ECS's managed tags.
+#[tokio::test]
+async fn service_tasks_carry_propagated_and_managed_tags() {
+    let w = World::new().await;
+    w.join(4096, 8192).await;
+    w.ok(
+        "CreateService",
+        json!({"serviceName": "tagged", "taskDefinition": "web", "desiredCount": 2,
+               "propagateTags": "SERVICE", "enableECSManagedTags": true,
+               "tags": [{"key": "env", "value": "prod"}]}),
+    )
+    .await;
+    let tags_of_new_tasks = |deployment: String| {
+        let w = &w;
+        async move {
+            berth_ecs::service_controller::reconcile(&w.ecs, &ctx())
+                .await
+                .expect("a controller pass");
+            let arns =
+                w.ok("ListTasks", json!({"serviceName": "tagged"})).await["taskArns"].clone();
+            let tasks = w
+                .ok("DescribeTasks", json!({"tasks": arns, "include": ["TAGS"]}))
+                .await["tasks"]
+                .clone();
+            tasks
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|t| t["startedBy"] == deployment.as_str())
+                .map(|t| {
+                    assert_eq!(t["group"], "service:tagged", "{t}");
+                    let mut tags: Vec<(String, String)> = t["tags"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|g| {
+                            (
+                                g["key"].as_str().unwrap_or_default().to_string(),
+                                g["value"].as_str().unwrap_or_default().to_string(),
+                            )
+                        })
+                        .collect();
+                    tags.sort();
+                    tags
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let first = w
+        .ok("DescribeServices", json!({"services": ["tagged"]}))
+        .await["services"][0]["deployments"][0]["id"]
+        .as_str()
+        .expect("a deployment id")
+        .to_string();
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let tags = tags_of_new_tasks(first).await;
+    assert_eq!(tags.len(), 2, "two tasks of the first deployment");
+    for t in &tags {
+        assert_eq!(
+            t,
+            &vec![
+                pair("aws:ecs:clusterName", "default"),
+                pair("aws:ecs:serviceName", "tagged"),
+                pair("env", "prod"),
+            ]
+        );
+    }
+    // Propagating the task definition's tags takes a new deployment, as on ECS.
+    let updated = w
+        .ok(
+            "UpdateService",
+            json!({"service": "tagged", "propagateTags": "TASK_DEFINITION",
+                   "enableECSManagedTags": false, "forceNewDeployment": true}),
+        )
+        .await;
+    let second = updated["service"]["deployments"][0]["id"]
+        .as_str()
+        .expect("a new deployment")
+        .to_string();
+    let tags = tags_of_new_tasks(second).await;
+    assert_eq!(
+        tags.len(),
+        2,
+        "two tasks of the new deployment (maximumPercent 200)"
+    );
+    for t in &tags {
+        assert_eq!(t, &vec![pair("team", "a")]);
+    }
+}
