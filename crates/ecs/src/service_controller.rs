@@ -25,6 +25,7 @@ use berth_model::rollout::{self, Phase, StopWhy, TaskView};
 use berth_model::task::{DesiredStatus, TaskStatus};
 use berth_shapes::ecs as wire;
 use berth_store::Expect;
+use std::collections::HashMap;
 
 /// Stop codes of tasks that did not fail: someone asked them to stop, or their instance went.
 const NOT_FAILURES: [&str; 3] = [
@@ -45,11 +46,26 @@ pub struct Pass {
 pub async fn reconcile(ecs: &Ecs, ctx: &RequestContext) -> Result<Pass, AwsError> {
     let mut total = Pass::default();
     let services = common::all::<ServiceRecord>(ecs, ctx, kinds::SERVICE, "").await?;
+    if services.iter().all(|(_, s)| s.status == "INACTIVE") {
+        return Ok(total);
+    }
+    // One read of the partition's tasks per pass, not one per service: each service only looks
+    // at its own group, and placement reads what it needs afresh in its own transaction.
+    let mut by_service: HashMap<(String, String), Vec<TaskRecord>> = HashMap::new();
+    for (_, t) in common::all::<TaskRecord>(ecs, ctx, kinds::TASK, "").await? {
+        by_service
+            .entry((t.cluster.clone(), t.group.clone()))
+            .or_default()
+            .push(t);
+    }
     for (_, s) in services {
         if s.status == "INACTIVE" {
             continue;
         }
-        match reconcile_service(ecs, ctx, &s.cluster, &s.name).await {
+        let tasks = by_service
+            .remove(&(s.cluster.clone(), services::group(&s.name)))
+            .unwrap_or_default();
+        match reconcile_service(ecs, ctx, &s.cluster, &s.name, &tasks).await {
             Ok(p) => {
                 total.started += p.started;
                 total.stopped += p.stopped;
@@ -459,26 +475,23 @@ fn placement_event(service: &str, failures: &[wire::Failure]) -> String {
 }
 
 /// One service: observe, decide, act.
-pub async fn reconcile_service(
+/// One service, given its tasks (live and recently stopped).
+async fn reconcile_service(
     ecs: &Ecs,
     ctx: &RequestContext,
     cluster_name: &str,
     name: &str,
+    tasks: &[TaskRecord],
 ) -> Result<Pass, AwsError> {
     let partition = ctx.partition();
     let key = pair_key(cluster_name, name);
-    let Some((probe, _)) = common::get::<ServiceRecord>(ecs, ctx, kinds::SERVICE, &key).await?
-    else {
-        return Ok(Pass::default());
-    };
-    let tasks = services::service_tasks(ecs, ctx, &probe).await?;
     // 1. Observe, under the record's version (a concurrent UpdateService makes this retry).
     let s = common::transact(ecs, || async {
         let Some((mut s, v)) = common::get::<ServiceRecord>(ecs, ctx, kinds::SERVICE, &key).await?
         else {
             return Err(services::service_not_found());
         };
-        if observe(ctx, &mut s, &tasks, ecs.now_ms()) {
+        if observe(ctx, &mut s, tasks, ecs.now_ms()) {
             Ok((vec![put_service(&partition, &s, Expect::Version(v))?], s))
         } else {
             Ok((vec![], s))
@@ -1011,10 +1024,8 @@ mod tests {
         let mut s = service(0, None);
         s.status = "DRAINING".into();
         let d = s.deployments[0].id.clone();
-        assert!(
-            !observe(&ctx(), &mut s, &[task("a", &d, "RUNNING", None)], 1)
-                || s.status == "DRAINING"
-        );
+        // A task still runs: the service keeps draining.
+        observe(&ctx(), &mut s, &[task("a", &d, "RUNNING", None)], 1);
         assert_eq!(s.status, "DRAINING");
         observe(
             &ctx(),

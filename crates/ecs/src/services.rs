@@ -16,6 +16,7 @@ use berth_aws::{AwsError, RequestContext};
 use berth_model::task::{DesiredStatus, TaskStatus};
 use berth_shapes::{Timestamp, ecs as wire};
 use berth_store::{Expect, Op};
+use std::collections::HashMap;
 
 pub(crate) fn service_not_found() -> AwsError {
     AwsError::client("ServiceNotFoundException", "Service not found.")
@@ -131,15 +132,11 @@ fn deployment_configuration(
             "maximumPercent must be greater than minimumHealthyPercent.",
         ));
     }
-    c.deployment_circuit_breaker
-        .get_or_insert(wire::DeploymentCircuitBreaker {
-            enable: Some(false),
-            rollback: Some(false),
-        });
-    if let Some(b) = c.deployment_circuit_breaker.as_mut() {
-        b.enable.get_or_insert(false);
-        b.rollback.get_or_insert(false);
-    }
+    let breaker = c
+        .deployment_circuit_breaker
+        .get_or_insert_with(Default::default);
+    breaker.enable.get_or_insert(false);
+    breaker.rollback.get_or_insert(false);
     if let Some(s) = c.strategy.as_deref()
         && s != "ROLLING"
     {
@@ -247,6 +244,7 @@ fn new_deployment(
 ) -> DeploymentRecord {
     let id = new_deployment_id();
     let digits = id.trim_start_matches("ecs-svc/").to_string();
+    let reason = format!("ECS deployment {id} in progress.");
     let sd_id = uuid::Uuid::new_v4().simple().to_string();
     DeploymentRecord {
         service_deployment_arn: common::arn(
@@ -270,7 +268,7 @@ fn new_deployment(
         finished_at_ms: None,
         stopped_at_ms: None,
         rollout_state: "IN_PROGRESS".into(),
-        rollout_state_reason: String::new(),
+        rollout_state_reason: reason,
         service_deployment_status: "IN_PROGRESS".into(),
         status_reason: None,
         source_revisions,
@@ -281,14 +279,6 @@ fn new_deployment(
         counted_failures: Vec::new(),
         any_running: false,
         rolls_back: None,
-    }
-    .with_reason()
-}
-
-impl DeploymentRecord {
-    fn with_reason(mut self) -> Self {
-        self.rollout_state_reason = format!("ECS deployment {} in progress.", self.id);
-        self
     }
 }
 
@@ -484,10 +474,6 @@ fn refuse_unmodelled(
     Ok(())
 }
 
-fn check_propagate(p: Option<&str>) -> Result<String, AwsError> {
-    Ok(p.unwrap_or("NONE").to_string())
-}
-
 pub async fn create_service(
     ecs: &Ecs,
     ctx: &RequestContext,
@@ -547,7 +533,8 @@ pub async fn create_service(
     let config = deployment_configuration(req.deployment_configuration.clone(), None, daemon)?;
     let tags = req.tags.clone().unwrap_or_default();
     common::check_tags(&tags)?;
-    let propagate = check_propagate(req.propagate_tags.as_deref())?;
+    // The validator has checked the enum; ECS's default is NONE.
+    let propagate = req.propagate_tags.clone().unwrap_or_else(|| "NONE".into());
     if req
         .health_check_grace_period_seconds
         .is_some_and(|g| !(0..=2_147_483_647).contains(&g))
@@ -804,8 +791,8 @@ pub async fn update_service(
             }
             s.health_check_grace_period_seconds = Some(g);
         }
-        if let Some(p) = req.propagate_tags.as_deref() {
-            s.propagate_tags = check_propagate(Some(p))?;
+        if let Some(p) = req.propagate_tags.clone() {
+            s.propagate_tags = p;
         }
         if let Some(e) = req.enable_ecs_managed_tags {
             s.enable_ecs_managed_tags = e;
@@ -876,14 +863,11 @@ pub async fn describe_services(
         return Err(invalid("services must contain between 1 and 10 services."));
     }
     let tags = req.include.iter().flatten().any(|i| i == "TAGS");
-    let mut services = Vec::new();
+    let mut found = Vec::new();
     let mut failures = Vec::new();
     for ident in idents {
         match find(ecs, ctx, &cluster, &ident).await? {
-            Some((s, _)) => {
-                let tasks = service_tasks(ecs, ctx, &s).await?;
-                services.push(to_wire(&s, &tasks, tags));
-            }
+            Some((s, _)) => found.push(s),
             None => {
                 let arn = if ident.starts_with("arn:") {
                     ident
@@ -894,6 +878,22 @@ pub async fn describe_services(
             }
         }
     }
+    // The cluster's tasks are read once for up to ten services, not once per service.
+    let mut by_group: HashMap<String, Vec<TaskRecord>> = HashMap::new();
+    if !found.is_empty() {
+        for (_, t) in
+            common::all::<TaskRecord>(ecs, ctx, kinds::TASK, &format!("{}|", cluster.name)).await?
+        {
+            by_group.entry(t.group.clone()).or_default().push(t);
+        }
+    }
+    let services = found
+        .iter()
+        .map(|s| {
+            let tasks = by_group.get(&group(&s.name)).map_or(&[][..], Vec::as_slice);
+            to_wire(s, tasks, tags)
+        })
+        .collect();
     Ok(wire::DescribeServicesResponse {
         services: Some(services),
         failures: Some(failures),

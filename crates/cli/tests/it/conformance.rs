@@ -4,14 +4,18 @@
 use crate::harness::{Berth, Opts};
 use berth_conformance::{Client, Config, Model, Profile, Suite, model::botocore_data_dir};
 
-#[test]
-fn ecs_conforms_to_its_service_model() {
+/// Runs the suite for botocore's `service` against a fresh `berth up`, taking the implemented
+/// operations from the family's ledger, `crates/<service>/unsupported-operations.txt`; fails on
+/// any failed check.
+fn conforms(service: &str, profile: Profile) {
     let berth = Berth::start(Opts::default());
-    let model = Model::load(&botocore_data_dir().expect("botocore"), "ecs").expect("ECS model");
+    let model = Model::load(&botocore_data_dir().expect("botocore"), service)
+        .unwrap_or_else(|e| panic!("the {service} model: {e}"));
     let ledger = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ecs/unsupported-operations.txt"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../{service}/unsupported-operations.txt")),
     )
-    .expect("the ECS operation ledger");
+    .unwrap_or_else(|e| panic!("the {service} operation ledger: {e}"));
     let implemented = model.implemented(&ledger);
     let client = Client::new(
         berth.addr,
@@ -19,69 +23,22 @@ fn ecs_conforms_to_its_service_model() {
         &berth.keys.secret_access_key,
         &model,
     );
-    let suite = Suite::new(
-        model,
-        implemented,
-        client,
-        Profile::ecs(),
-        Config::from_env(),
-    );
-    let report = suite.run();
+    let report = Suite::new(model, implemented, client, profile, Config::from_env()).run();
     println!("{}", report.render());
     assert_eq!(report.failed(), 0, "{}", report.summary_line());
+}
+
+#[test]
+fn ecs_conforms_to_its_service_model() {
+    conforms("ecs", Profile::ecs());
 }
 
 #[test]
 fn ecr_conforms_to_its_service_model() {
-    let berth = Berth::start(Opts::default());
-    let model = Model::load(&botocore_data_dir().expect("botocore"), "ecr").expect("ECR model");
-    let ledger = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ecr/unsupported-operations.txt"),
-    )
-    .expect("the ECR operation ledger");
-    let implemented = model.implemented(&ledger);
-    let client = Client::new(
-        berth.addr,
-        &berth.keys.access_key_id,
-        &berth.keys.secret_access_key,
-        &model,
-    );
-    let suite = Suite::new(
-        model,
-        implemented,
-        client,
-        Profile::ecr(),
-        Config::from_env(),
-    );
-    let report = suite.run();
-    println!("{}", report.render());
-    assert_eq!(report.failed(), 0, "{}", report.summary_line());
+    conforms("ecr", Profile::ecr());
 }
 
 #[test]
 fn elbv2_conforms_to_its_service_model() {
-    let berth = Berth::start(Opts::default());
-    let model = Model::load(&botocore_data_dir().expect("botocore"), "elbv2").expect("ELBv2 model");
-    let ledger = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../elbv2/unsupported-operations.txt"),
-    )
-    .expect("the ELBv2 operation ledger");
-    let implemented = model.implemented(&ledger);
-    let client = Client::new(
-        berth.addr,
-        &berth.keys.access_key_id,
-        &berth.keys.secret_access_key,
-        &model,
-    );
-    let suite = Suite::new(
-        model,
-        implemented,
-        client,
-        Profile::elbv2(),
-        Config::from_env(),
-    );
-    let report = suite.run();
-    println!("{}", report.render());
-    assert_eq!(report.failed(), 0, "{}", report.summary_line());
+    conforms("elbv2", Profile::elbv2());
 }
