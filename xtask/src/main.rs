@@ -21,6 +21,8 @@ const SERVICES: &[(&str, &str)] = &[
     ("ecr", "ecr/2015-09-21"),
     ("logs", "logs/2014-03-28"),
     ("elbv2", "elbv2/2015-12-01"),
+    ("cloudwatch", "cloudwatch/2010-08-01"),
+    ("autoscaling", "application-autoscaling/2016-02-06"),
 ];
 
 fn main() -> Result<()> {

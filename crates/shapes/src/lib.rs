@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod autoscaling;
+pub mod cloudwatch;
 pub mod ecr;
 pub mod ecs;
 pub mod elbv2;
@@ -36,6 +38,8 @@ pub struct Blob(pub String);
 
 /// The trimmed service models, as JSON text, by berth's module name for the service.
 pub mod models {
+    pub const AUTOSCALING: &str = include_str!("../models/autoscaling.json");
+    pub const CLOUDWATCH: &str = include_str!("../models/cloudwatch.json");
     pub const ECR: &str = include_str!("../models/ecr.json");
     pub const ECS: &str = include_str!("../models/ecs.json");
     pub const ELBV2: &str = include_str!("../models/elbv2.json");
