@@ -11,6 +11,7 @@
 //!   answer loses nothing.
 //! - [`STATE`]: the agent reports what it observed. The server applies only forward
 //!   transitions of the task lifecycle, so a repeated or late report changes nothing.
+//! - [`LOGS`] and [`METRICS`]: container output and resource usage, for CloudWatch.
 //!
 //! Requests after registration carry `Authorization: Bearer <node_token>`.
 //!
@@ -28,6 +29,17 @@ pub const STATE: &str = "/_berth/agent/v1/state";
 /// token like every other agent call: the agent holds no AWS credentials, so it cannot sign
 /// `PutLogEvents` itself, and the node token already proves which node is speaking.
 pub const LOGS: &str = "/_berth/agent/v1/logs";
+
+/// Resource usage of the node's tasks, sampled every few seconds, from which the server
+/// publishes `AWS/ECS` `CPUUtilization` and `MemoryUtilization`. Node token, like every other
+/// call; a lost report is simply a missing sample (the next one follows in seconds).
+pub const METRICS: &str = "/_berth/agent/v1/metrics";
+
+/// How often agents sample their tasks' usage by default (seconds).
+pub const METRICS_INTERVAL_SECS: u64 = 5;
+
+/// The most tasks one [`MetricsReport`] may carry (a node runs far fewer).
+pub const MAX_METRICS_TASKS: usize = 10_000;
 
 /// The longest a poll is held open before the server answers with the unchanged state.
 pub const POLL_WAIT_SECS: u64 = 20;
@@ -239,6 +251,24 @@ pub struct LogBatchResponse {
     /// How many events of the batch CloudWatch Logs' rules refused (too old, too new).
     #[serde(default)]
     pub rejected: usize,
+}
+
+/// One sample of every task running on the node. Sent even when the node runs no task: the
+/// node's registered capacity is what the cluster's utilization is measured against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsReport {
+    pub instance_id: String,
+    pub tasks: Vec<TaskUsage>,
+}
+
+/// What one task used, summed over its running containers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskUsage {
+    pub task_arn: String,
+    /// CPU used since the previous sample, in ECS CPU units (1024 = one core busy).
+    pub cpu_units: f64,
+    /// Memory in use, MiB (less inactive page cache, as `docker stats` counts it).
+    pub memory_mib: f64,
 }
 
 /// Errors the agent endpoints answer with: `{"code": …, "message": …}` and a 4xx status.

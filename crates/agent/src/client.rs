@@ -114,6 +114,15 @@ impl Client {
         self.call(api::LOGS, Some(token), req).await
     }
 
+    pub async fn ship_metrics(
+        &self,
+        token: &str,
+        req: &api::MetricsReport,
+    ) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.call(api::METRICS, Some(token), req).await?;
+        Ok(())
+    }
+
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         path: &str,

@@ -4,8 +4,8 @@
 //!
 //! Shape: [`Agent::run`] owns a poll loop (desired state in), one supervisor per task
 //! (`task.rs`, deciding with `supervisor.rs` from plans made by `translate.rs`), a reporter
-//! (observed state out, retried until acknowledged) and a sweeper (removes long-stopped
-//! containers).
+//! (observed state out, retried until acknowledged), a sweeper (removes long-stopped
+//! containers) and a sampler (`metrics.rs`: the tasks' CPU and memory, for CloudWatch).
 //!
 //! **Architecture Invariant:** the control plane being away never stops a task: the poll loop
 //! backs off and retries while the supervisors keep running, and their reports wait in
@@ -18,6 +18,7 @@
 pub mod client;
 pub mod holder;
 pub mod logship;
+pub mod metrics;
 mod reports;
 pub mod state;
 pub mod supervisor;
@@ -78,6 +79,9 @@ pub struct Config {
     pub tick: Duration,
     /// Longest pause between attempts to reach the server.
     pub max_backoff: Duration,
+    /// How often the tasks' CPU and memory are sampled and shipped for CloudWatch (ECS's
+    /// `CPUUtilization`/`MemoryUtilization`); zero turns sampling off.
+    pub metrics_interval: Duration,
 }
 
 impl Config {
@@ -95,6 +99,7 @@ impl Config {
             cleanup_after: Duration::from_secs(600),
             tick: Duration::from_millis(500),
             max_backoff: Duration::from_secs(15),
+            metrics_interval: Duration::from_secs(api::METRICS_INTERVAL_SECS),
         }
     }
 }
@@ -213,6 +218,17 @@ impl Agent {
             token_rx.clone(),
             self.config.max_backoff,
         ));
+        let sampler = runtime
+            .clone()
+            .filter(|_| !self.config.metrics_interval.is_zero())
+            .map(|rt| {
+                tokio::spawn(metrics::metrics_loop(
+                    rt,
+                    self.client.clone(),
+                    token_rx.clone(),
+                    self.config.metrics_interval,
+                ))
+            });
         let sweeper = runtime.clone().map(|rt| {
             tokio::spawn(sweep_loop(
                 rt,
@@ -287,6 +303,9 @@ impl Agent {
         let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
         reporter.abort();
         if let Some(s) = sweeper {
+            s.abort();
+        }
+        if let Some(s) = sampler {
             s.abort();
         }
         for (_, h) in tasks {

@@ -46,26 +46,52 @@ pub fn decode(
         serde_json::from_slice(body)
             .map_err(|e| AwsError::serialization(format!("Request body is not valid JSON: {e}")))?
     };
-    let shape = model
-        .operations
-        .get(operation)
-        .and_then(|op| op.input.as_ref());
-    match shape {
-        Some(input) => {
-            validate::validate(model, patterns, &input.shape, &value).map_err(|e| match e {
-                Invalid::Type(_) => AwsError::serialization(e.message()),
-                Invalid::Constraints(_) => AwsError::client(validation_code, e.message()),
-            })?;
-        }
-        None if !value.is_object() => {
-            return Err(AwsError::serialization(
-                "Expected an object at the request body.",
-            ));
-        }
-        None => {}
-    }
+    validate_input(model, patterns, validation_code, operation, &value)?;
     Ok(value)
 }
+
+/// Checks the JSON form of `operation`'s input against the model, whatever protocol it came
+/// in (awsJson, CBOR): a wrong type is the protocol's `SerializationException`, a broken
+/// constraint the service's `validation_code` — except that an operation declaring awsQuery's
+/// `MissingParameter` gets that code when the only fault is a missing required member, as the
+/// former awsQuery services answer.
+pub fn validate_input(
+    model: &ServiceModel,
+    patterns: &Patterns,
+    validation_code: &'static str,
+    operation: &str,
+    value: &Value,
+) -> Result<(), AwsError> {
+    let op = model.operations.get(operation);
+    match op.and_then(|op| op.input.as_ref()) {
+        Some(input) => {
+            validate::validate(model, patterns, &input.shape, value).map_err(|e| match &e {
+                Invalid::Type(_) => AwsError::serialization(e.message()),
+                Invalid::Constraints(found) => {
+                    let only_missing = found.iter().all(|m| m.ends_with("Member must not be null"));
+                    let declares_missing = op.is_some_and(|op| {
+                        op.errors
+                            .iter()
+                            .any(|r| model.error_names(&r.shape).query_code == MISSING_PARAMETER)
+                    });
+                    let code = if only_missing && declares_missing {
+                        MISSING_PARAMETER
+                    } else {
+                        validation_code
+                    };
+                    AwsError::client(code, e.message())
+                }
+            })
+        }
+        None if !value.is_object() => Err(AwsError::serialization(
+            "Expected an object at the request body.",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// awsQuery's code for a request that lacks a required parameter.
+const MISSING_PARAMETER: &str = "MissingParameter";
 
 /// Turns a validated input into its typed shape. Validation already checked every type, so a
 /// failure here means the shape and the model disagree: still a client-visible serialization
@@ -86,6 +112,36 @@ pub fn content_type(version: &str) -> &'static str {
     } else {
         "application/x-amz-json-1.1"
     }
+}
+
+/// The `__type` of `err` for a service: its exception shape's name when the service is
+/// query-compatible (a handler may answer with the awsQuery code), else the code as given.
+pub fn error_type<'a>(model: &'a ServiceModel, err: &'a AwsError) -> &'a str {
+    if model.is_query_compatible() {
+        model.error_names(&err.code).type_name
+    } else {
+        &err.code
+    }
+}
+
+/// `x-amzn-query-error: <awsQuery code>;<Sender|Receiver>` for a query-compatible service,
+/// which botocore and the AWS SDKs read as the error's code (awsJson and CBOR alike).
+pub fn query_error_header(model: &ServiceModel, err: &AwsError) -> Option<String> {
+    model.is_query_compatible().then(|| {
+        let fault = if err.status.is_server_error() {
+            "Receiver"
+        } else {
+            "Sender"
+        };
+        format!("{};{fault}", model.error_names(&err.code).query_code)
+    })
+}
+
+/// The body of an error response of `model`'s service, `__type` as [`error_type`] names it.
+pub fn error_body_for(model: &ServiceModel, err: &AwsError) -> Vec<u8> {
+    let mut named = err.clone();
+    named.code = error_type(model, err).to_string().into();
+    error_body(&named)
 }
 
 /// The body of an error response. The status and the `x-amzn-ErrorType` header come from

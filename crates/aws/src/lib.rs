@@ -7,6 +7,7 @@
 //! operation means. API-family crates (`berth-ecs`, …) implement [`service::JsonService`] or
 //! [`query::QueryService`].
 
+pub mod cbor;
 pub mod error;
 pub mod json;
 pub mod model;

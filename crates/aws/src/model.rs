@@ -29,6 +29,14 @@ pub struct Metadata {
     /// awsQuery: the namespace of every XML response.
     #[serde(default)]
     pub xml_namespace: Option<String>,
+    /// Every protocol the service speaks (`["smithy-rpc-v2-cbor", "json", "query"]`); empty
+    /// for models that name only `protocol`.
+    #[serde(default)]
+    pub protocols: Vec<String>,
+    /// Present (as `{}`) on a former awsQuery service that now speaks awsJson or CBOR: its
+    /// errors also carry their awsQuery code in `x-amzn-query-error`.
+    #[serde(default)]
+    pub aws_query_compatible: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,4 +163,55 @@ impl ServiceModel {
     pub fn shape(&self, name: &str) -> Option<&Shape> {
         self.shapes.get(name)
     }
+
+    /// Whether the model lists `protocol` (`"smithy-rpc-v2-cbor"`, `"json"`, `"query"`) among
+    /// the ones it speaks.
+    pub fn speaks(&self, protocol: &str) -> bool {
+        self.metadata.protocol == protocol || self.metadata.protocols.iter().any(|p| p == protocol)
+    }
+
+    pub fn is_query_compatible(&self) -> bool {
+        self.metadata.aws_query_compatible.is_some()
+    }
+
+    /// The two names of the error `code` a handler returned: the exception shape's name (what
+    /// awsJson and CBOR carry in `__type`) and its awsQuery code (the `error.code` trait, what
+    /// awsQuery writes and `x-amzn-query-error` carries). A handler may name either; a code
+    /// the model does not declare keeps its name in both.
+    pub fn error_names<'a>(&'a self, code: &'a str) -> ErrorNames<'a> {
+        let query_code = |shape: &'a Shape| {
+            shape
+                .error
+                .as_ref()
+                .and_then(|e| e.code.as_deref())
+                .unwrap_or(code)
+        };
+        if let Some(shape) = self.shapes.get(code).filter(|s| s.exception) {
+            return ErrorNames {
+                type_name: code,
+                query_code: query_code(shape),
+            };
+        }
+        // Several shapes may share a query code (CloudWatch's `ResourceNotFound`); the one
+        // whose name sorts first is taken, so the answer does not depend on hash order.
+        let by_code = self
+            .shapes
+            .iter()
+            .filter(|(_, s)| {
+                s.exception && s.error.as_ref().and_then(|e| e.code.as_deref()) == Some(code)
+            })
+            .map(|(name, _)| name.as_str())
+            .min();
+        ErrorNames {
+            type_name: by_code.unwrap_or(code),
+            query_code: code,
+        }
+    }
+}
+
+/// An error's names in each protocol, see [`ServiceModel::error_names`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorNames<'a> {
+    pub type_name: &'a str,
+    pub query_code: &'a str,
 }

@@ -14,7 +14,7 @@
 
 use crate::AwsError;
 use crate::model::{ServiceModel, ShapeKind, ShapeRef};
-use crate::validate::{self, Patterns};
+use crate::validate::Patterns;
 use serde_json::{Map, Number, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -69,8 +69,14 @@ pub fn decode(
         return Ok(Value::Object(Map::new()));
     };
     let value = build(model, &input.shape, "", params, 0).unwrap_or(Value::Object(Map::new()));
-    validate::validate(model, patterns, &input.shape, &value)
-        .map_err(|e| AwsError::client(validation_code, e.message()))?;
+    crate::json::validate_input(model, patterns, validation_code, operation, &value).map_err(
+        |mut e| {
+            if e.code == "SerializationException" {
+                e.code = validation_code.into();
+            }
+            e
+        },
+    )?;
     Ok(value)
 }
 
@@ -454,31 +460,8 @@ pub async fn serve<S: QueryService>(
     ctx: crate::RequestContext,
     params: &Params,
 ) -> Result<Vec<u8>, AwsError> {
-    let action = params.get("Action").map(String::as_str).unwrap_or_default();
-    if action.is_empty() {
-        return Err(AwsError::client(
-            "MissingAction",
-            "The request must contain the parameter Action.",
-        ));
-    }
     let model = service.model();
-    if !model.operations.contains_key(action) {
-        return Err(invalid_action(action));
-    }
-    if let (Some(want), Some(got)) = (&model.metadata.api_version, params.get("Version"))
-        && want != got
-    {
-        return Err(AwsError::client(
-            "InvalidAction",
-            format!("Could not find operation {action} for version {got}"),
-        ));
-    }
-    if !service.implements(action) {
-        return Err(AwsError::client(
-            "UnsupportedOperationException",
-            format!("berth does not support the operation {action} yet."),
-        ));
-    }
+    let action = check_action(model, params, |op| service.implements(op))?;
     let input = decode(
         model,
         patterns,
@@ -490,6 +473,73 @@ pub async fn serve<S: QueryService>(
     tracing::debug!(operation = action, "dispatch");
     let output = service.call(ctx, action, input).await?;
     encode(model, action, &output, &request_id)
+}
+
+/// Serves a query-compatible awsJson family (CloudWatch) over awsQuery: the same request path
+/// as [`serve`], with the handler's JSON answer written as XML and its errors named by their
+/// awsQuery code (the model's `error.code`).
+pub async fn serve_json<S: crate::JsonService>(
+    service: &S,
+    patterns: &Patterns,
+    ctx: crate::RequestContext,
+    params: &Params,
+) -> Result<Vec<u8>, AwsError> {
+    let model = service.model();
+    let to_query = |mut e: AwsError| {
+        e.code = model.error_names(&e.code).query_code.to_string().into();
+        e
+    };
+    let action = check_action(model, params, |op| service.implements(op))?;
+    let input = decode(
+        model,
+        patterns,
+        service.validation_error_code(),
+        action,
+        params,
+    )
+    .map_err(to_query)?;
+    let request_id = ctx.request_id.clone();
+    tracing::debug!(operation = action, "dispatch");
+    let body = service.call(ctx, action, input).await.map_err(to_query)?;
+    let output: Value = if body.is_empty() {
+        Value::Object(Map::new())
+    } else {
+        serde_json::from_slice(&body).map_err(AwsError::internal)?
+    };
+    encode(model, action, &output, &request_id)
+}
+
+/// The form's `Action`, checked against the model, its `Version` and what berth implements.
+fn check_action<'p>(
+    model: &ServiceModel,
+    params: &'p Params,
+    implements: impl Fn(&str) -> bool,
+) -> Result<&'p str, AwsError> {
+    let action = params.get("Action").map(String::as_str).unwrap_or_default();
+    if action.is_empty() {
+        return Err(AwsError::client(
+            "MissingAction",
+            "The request must contain the parameter Action.",
+        ));
+    }
+    if !model.operations.contains_key(action) {
+        return Err(invalid_action(action));
+    }
+    if let (Some(want), Some(got)) = (&model.metadata.api_version, params.get("Version"))
+        && want != got
+    {
+        return Err(AwsError::client(
+            "InvalidAction",
+            format!("Could not find operation {action} for version {got}"),
+        ));
+    }
+    if !implements(action) {
+        return Err(AwsError::client(
+            "UnsupportedOperationException",
+            format!("berth does not support the operation {action} yet."),
+        ));
+    }
+    Ok(action)
 }
 
 /// Declares an awsQuery family's implemented operations once, like

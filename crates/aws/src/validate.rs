@@ -77,7 +77,7 @@ fn join(path: &str, member: &str) -> String {
     }
 }
 
-fn type_name(kind: ShapeKind) -> &'static str {
+pub(crate) fn type_name(kind: ShapeKind) -> &'static str {
     match kind {
         ShapeKind::Structure => "structure",
         ShapeKind::List => "list",

@@ -64,6 +64,10 @@ struct AgentArgs {
     #[arg(long, env = "BERTH_AGENT_IMAGE_PULL_BEHAVIOR", default_value = "default",
           value_parser = ["default", "always", "prefer-cached"])]
     image_pull_behavior: String,
+    /// Seconds between samples of the tasks' CPU and memory, shipped for CloudWatch's
+    /// `AWS/ECS` metrics; 0 turns sampling off.
+    #[arg(long, env = "BERTH_AGENT_METRICS_INTERVAL_SECS", default_value_t = Config::DEFAULT_METRICS_INTERVAL_SECS)]
+    metrics_interval_secs: u64,
 }
 
 fn parse_attribute(s: &str) -> Result<(String, Option<String>), String> {
@@ -88,6 +92,7 @@ impl AgentArgs {
         c.bind_address = self.bind_address;
         c.memory_reserve_mib = self.memory_reserve_mib;
         c.cleanup_after = std::time::Duration::from_secs(self.cleanup_secs);
+        c.metrics_interval = std::time::Duration::from_secs(self.metrics_interval_secs);
         c.pull_behavior = match self.image_pull_behavior.as_str() {
             "always" => berth_agent::PullBehavior::Always,
             "prefer-cached" => berth_agent::PullBehavior::PreferCached,
@@ -143,6 +148,29 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     node_grace_secs: Option<u64>,
+    /// The address load balancer listeners bind (loopback by default, so nothing is exposed
+    /// by accident; `0.0.0.0` serves every interface).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lb_bind: Option<String>,
+    /// Seconds a target may take to answer before the client gets 504 (and a client to send
+    /// its request headers), for load balancers that set no `idle_timeout.timeout_seconds`.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lb_idle_timeout_secs: Option<u64>,
+    /// Seconds between samples of the tasks' CPU and memory (`berth up`'s agent), and the
+    /// window each `AWS/ECS` CPUUtilization/MemoryUtilization datapoint covers.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_interval_secs: Option<u64>,
+    /// Store `AWS/ECS` utilization at 1-second resolution (ECS's is 60 seconds).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    metrics_high_resolution: bool,
+    /// Seconds in a period of target-tracking alarms: 60 as in AWS, or 10 or 30 for tests.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_tracking_period_secs: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -156,6 +184,11 @@ struct Settings {
     aws_config_dir: Option<PathBuf>,
     join_token: Option<String>,
     node_grace_secs: u64,
+    lb_bind: String,
+    lb_idle_timeout_secs: u64,
+    metrics_interval_secs: u64,
+    metrics_high_resolution: bool,
+    target_tracking_period_secs: u32,
 }
 
 fn config(role: Role, args: ServeArgs) -> Result<Config> {
@@ -167,6 +200,11 @@ fn config(role: Role, args: ServeArgs) -> Result<Config> {
         "region": Config::DEFAULT_REGION,
         "allow_reset": false,
         "node_grace_secs": Config::DEFAULT_NODE_GRACE_SECS,
+        "lb_bind": Config::DEFAULT_LB_BIND,
+        "lb_idle_timeout_secs": Config::DEFAULT_LB_IDLE_TIMEOUT_SECS,
+        "metrics_interval_secs": Config::DEFAULT_METRICS_INTERVAL_SECS,
+        "metrics_high_resolution": false,
+        "target_tracking_period_secs": Config::DEFAULT_TARGET_TRACKING_PERIOD_SECS,
     });
     let mut figment = Figment::from(Serialized::defaults(defaults));
     if let Some(file) = &args.config {
@@ -186,6 +224,24 @@ fn config(role: Role, args: ServeArgs) -> Result<Config> {
         s.account_id.len() == 12 && s.account_id.bytes().all(|b| b.is_ascii_digit()),
         "--account-id must be 12 digits"
     );
+    let lb_bind = s
+        .lb_bind
+        .parse()
+        .with_context(|| format!("--lb-bind {} is not an IP address", s.lb_bind))?;
+    anyhow::ensure!(
+        s.lb_idle_timeout_secs >= 1,
+        "--lb-idle-timeout-secs must be at least 1"
+    );
+    anyhow::ensure!(
+        s.metrics_interval_secs >= 1,
+        "--metrics-interval-secs must be at least 1"
+    );
+    anyhow::ensure!(
+        matches!(s.target_tracking_period_secs, 10 | 30)
+            || (s.target_tracking_period_secs >= 60
+                && s.target_tracking_period_secs.is_multiple_of(60)),
+        "--target-tracking-period-secs must be 10, 30 or a multiple of 60"
+    );
     Ok(Config {
         role,
         listen: s.listen,
@@ -197,6 +253,11 @@ fn config(role: Role, args: ServeArgs) -> Result<Config> {
         aws_config_dir: s.aws_config_dir,
         join_token: s.join_token,
         node_grace_secs: s.node_grace_secs,
+        lb_bind,
+        lb_idle_timeout_secs: s.lb_idle_timeout_secs,
+        metrics_interval_secs: s.metrics_interval_secs,
+        metrics_high_resolution: s.metrics_high_resolution,
+        target_tracking_period_secs: s.target_tracking_period_secs,
     })
 }
 
@@ -253,6 +314,7 @@ fn main() -> Result<()> {
             Role::Server => None,
         };
         let agent_dir = config.data_dir.join("agent");
+        let metrics_interval = std::time::Duration::from_secs(config.metrics_interval_secs);
         let agent_stop = stop_rx.clone();
         berth_server::run(
             config,
@@ -269,6 +331,7 @@ fn main() -> Result<()> {
                     let mut c =
                         berth_agent::Config::new(&format!("http://{addr}"), "default", agent_dir);
                     c.join_token = Some(s.join_token.clone());
+                    c.metrics_interval = metrics_interval;
                     tokio::spawn(run_local_agent(c, docker, stopped(agent_stop)));
                 }
             },

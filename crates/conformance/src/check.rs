@@ -77,9 +77,29 @@ pub const GENERIC_ERRORS: &[&str] = &["SerializationException", "UnknownOperatio
 /// The same for awsQuery, whose services answer model violations with `ValidationError`.
 pub const GENERIC_QUERY_ERRORS: &[&str] = &["ValidationError", "InvalidAction", "MissingAction"];
 
+/// A former awsQuery service that speaks awsJson or CBOR (`awsQueryCompatible`, CloudWatch)
+/// answers with the codes of both, and with the awsQuery "common errors" its API reference
+/// says any action may return (`InvalidParameterValue`, `InvalidParameterCombination`,
+/// `MissingParameter`), which the model declares on only some operations.
+pub const GENERIC_QUERY_COMPATIBLE_ERRORS: &[&str] = &[
+    "SerializationException",
+    "UnknownOperationException",
+    "ValidationError",
+    "InvalidAction",
+    "MissingAction",
+    "InvalidParameterValue",
+    "InvalidParameterCombination",
+    "MissingParameter",
+];
+
 /// The protocol's own error codes for `model`'s protocol.
 pub fn generic_errors(model: &Model) -> &'static [&'static str] {
-    if model.metadata("protocol") == Some("query") {
+    if model.service_json["metadata"]
+        .get("awsQueryCompatible")
+        .is_some()
+    {
+        GENERIC_QUERY_COMPATIBLE_ERRORS
+    } else if model.metadata("protocol") == Some("query") {
         GENERIC_QUERY_ERRORS
     } else {
         GENERIC_ERRORS
@@ -165,7 +185,10 @@ pub fn check_error(model: &Model, op: &str, resp: &Response) -> Vec<Violation> {
         )),
         Some(code) => {
             let declared = model.errors(op);
-            if !declared.contains(&code) && !generic_errors(model).contains(&code.as_str()) {
+            if !declared.contains(&code)
+                && !generic_errors(model).contains(&code.as_str())
+                && !is_framework_validation(&code, resp)
+            {
                 v.push(Violation::new(
                     Kind::UndeclaredError,
                     "$.__type",
@@ -175,6 +198,26 @@ pub fn check_error(model: &Model, op: &str, resp: &Response) -> Vec<Violation> {
         }
     }
     v
+}
+
+/// AWS's request validation answers a broken model constraint with `ValidationException` and
+/// the wording "1 validation error detected: …" before any operation runs, whatever the
+/// operation declares (Application Auto Scaling's ListTagsForResource declares only
+/// `ResourceNotFoundException`). Only that wording makes the code generic.
+fn is_framework_validation(code: &str, resp: &Response) -> bool {
+    code == "ValidationException"
+        && resp.json().is_some_and(|b| {
+            b["message"]
+                .as_str()
+                .or_else(|| b["Message"].as_str())
+                .is_some_and(|m| {
+                    m.split_once(' ').is_some_and(|(n, rest)| {
+                        n.parse::<u32>().is_ok()
+                            && (rest.starts_with("validation error detected: ")
+                                || rest.starts_with("validation errors detected: "))
+                    })
+                })
+        })
 }
 
 /// A response that may be either a success or a declared error.
@@ -455,6 +498,48 @@ mod tests {
         assert_eq!(
             kinds(&check_error(&m, "Op", &resp(200, json!({})))),
             vec![Kind::UnexpectedStatus]
+        );
+    }
+
+    #[test]
+    fn validation_exception_is_generic_only_with_the_frameworks_wording() {
+        let m = model();
+        let v = |message: &str| json!({"__type": "ValidationException", "message": message});
+        let framework = "1 validation error detected: Value null at 'id' failed to satisfy \
+                         constraint: Member must not be null";
+        assert!(check_error(&m, "Op", &resp(400, v(framework))).is_empty());
+        assert!(
+            check_error(
+                &m,
+                "Op",
+                &resp(400, v("2 validation errors detected: a; b"))
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            kinds(&check_error(&m, "Op", &resp(400, v("the alarm is bad")))),
+            vec![Kind::UndeclaredError]
+        );
+    }
+
+    #[test]
+    fn query_compatible_services_answer_the_query_code_and_common_errors() {
+        let mut m = model();
+        m.service_json["metadata"]["awsQueryCompatible"] = json!({});
+        let mut r = resp(
+            400,
+            json!({"__type": "InvalidParameterValueException", "message": "m"}),
+        );
+        r.headers.push((
+            "x-amzn-query-error".into(),
+            "InvalidParameterValue;Sender".into(),
+        ));
+        assert_eq!(r.error_code().as_deref(), Some("InvalidParameterValue"));
+        assert!(check_error(&m, "Op", &r).is_empty());
+        // Without the trait, the same code is undeclared.
+        assert_eq!(
+            kinds(&check_error(&model(), "Op", &r)),
+            vec![Kind::UndeclaredError]
         );
     }
 }

@@ -50,8 +50,17 @@ impl Response {
     }
 
     /// The awsJson error code: `__type` without a namespace (`…#ClusterNotFoundException`), or
-    /// the `x-amzn-ErrorType` header, as botocore reads it.
+    /// the `x-amzn-ErrorType` header, as botocore reads it; for a query-compatible service the
+    /// awsQuery code `x-amzn-query-error: <Code>;<Sender|Receiver>` names, which botocore and
+    /// the SDKs put first.
     pub fn error_code(&self) -> Option<String> {
+        if let Some((code, _)) = self
+            .header("x-amzn-query-error")
+            .and_then(|h| h.split_once(';'))
+            .filter(|(code, _)| !code.is_empty())
+        {
+            return Some(code.to_string());
+        }
         let from_body = self
             .json()
             .and_then(|v| v.get("__type").and_then(Value::as_str).map(String::from));
@@ -76,6 +85,8 @@ pub struct Client {
     pub json_version: String,
     /// The service model when it speaks awsQuery (`None` for awsJson).
     pub query: Option<std::sync::Arc<Value>>,
+    /// The service model when calls go as Smithy RPC v2 CBOR ([`Client::speaking_cbor`]).
+    pub cbor: Option<std::sync::Arc<Value>>,
     pub timeout: Duration,
 }
 
@@ -96,8 +107,24 @@ impl Client {
             json_version: model.json_version().into(),
             query: (model.metadata("protocol") == Some("query"))
                 .then(|| std::sync::Arc::new(model.service_json.clone())),
+            cbor: None,
             timeout: Duration::from_secs(30),
         }
+    }
+
+    /// The same client speaking another protocol the model lists: `smithy-rpc-v2-cbor`
+    /// (`POST /service/<target prefix>/operation/<Op>`, CBOR bodies) or `query` (forms and
+    /// XML); awsJson otherwise.
+    pub fn speaking(mut self, protocol: &str, model: &crate::Model) -> Client {
+        let service = std::sync::Arc::new(model.service_json.clone());
+        self.query = None;
+        self.cbor = None;
+        match protocol {
+            "smithy-rpc-v2-cbor" => self.cbor = Some(service),
+            "query" => self.query = Some(service),
+            _ => {}
+        }
+        self
     }
 
     pub fn endpoint(&self) -> String {
@@ -114,6 +141,9 @@ impl Client {
         if let Some(service) = &self.query {
             return self.call_query(service, op, body, auth);
         }
+        if let Some(service) = &self.cbor {
+            return self.call_cbor(service, op, body, auth);
+        }
         let target = format!("{}.{}", self.target_prefix, op);
         let content_type = format!("application/x-amz-json-{}", self.json_version);
         let host = self.addr.to_string();
@@ -122,7 +152,7 @@ impl Client {
             ("content-type".to_string(), content_type),
             ("x-amz-target".to_string(), target),
         ];
-        let (extra_headers, query) = self.sign(&signed, body, auth)?;
+        let (extra_headers, query) = self.sign("/", &signed, body, auth)?;
         let mut headers = vec![("host".to_string(), host)];
         headers.extend(signed);
         headers.extend(extra_headers);
@@ -146,7 +176,7 @@ impl Client {
             "content-type".to_string(),
             "application/x-www-form-urlencoded; charset=utf-8".to_string(),
         )];
-        let (extra_headers, query) = self.sign(&signed, &form, auth)?;
+        let (extra_headers, query) = self.sign("/", &signed, &form, auth)?;
         let mut headers = vec![("host".to_string(), self.addr.to_string())];
         headers.extend(signed);
         headers.extend(extra_headers);
@@ -163,6 +193,39 @@ impl Client {
             crate::query::error_to_json(&text)
         };
         if let Some(json) = json {
+            r.body = json.to_string().into_bytes();
+        }
+        Ok(r)
+    }
+
+    /// rpc-v2-cbor: a JSON body is sent as the CBOR of the input shape (raw bytes that are not
+    /// JSON go as they are), and a CBOR answer comes back as JSON (errors keep their
+    /// `__type`/`message` map); an answer that is not CBOR is passed on untouched, for the
+    /// checks to refuse.
+    fn call_cbor(&self, service: &Value, op: &str, body: &[u8], auth: Auth) -> Result<Response> {
+        let payload = match serde_json::from_slice::<Value>(body) {
+            Ok(input) => crate::cbor::request(service, op, &input),
+            Err(_) => body.to_vec(),
+        };
+        let path = format!("/service/{}/operation/{op}", self.target_prefix);
+        let signed = vec![
+            ("content-type".to_string(), "application/cbor".to_string()),
+            ("accept".to_string(), "application/cbor".to_string()),
+            ("smithy-protocol".to_string(), "rpc-v2-cbor".to_string()),
+        ];
+        let (extra_headers, query) = self.sign(&path, &signed, &payload, auth)?;
+        let mut headers = vec![("host".to_string(), self.addr.to_string())];
+        headers.extend(signed);
+        headers.extend(extra_headers);
+        let target = if query.is_empty() {
+            path
+        } else {
+            format!("{path}?{query}")
+        };
+        let mut r = self.send("POST", &target, &headers, &payload)?;
+        if r.header("smithy-protocol") == Some("rpc-v2-cbor")
+            && let Some(json) = crate::cbor::response(&r.body)
+        {
             r.body = json.to_string().into_bytes();
         }
         Ok(r)
@@ -189,6 +252,7 @@ impl Client {
     /// Signs the request; returns the headers to add and the query string (presigned only).
     fn sign(
         &self,
+        path: &str,
         headers: &[(String, String)],
         body: &[u8],
         auth: Auth,
@@ -223,7 +287,7 @@ impl Client {
             .into();
         let signable = SignableRequest::new(
             "POST",
-            format!("http://{}/", self.addr),
+            format!("http://{}{path}", self.addr),
             headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             SignableBody::Bytes(body),
         )

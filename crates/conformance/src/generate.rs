@@ -661,7 +661,8 @@ fn wrong_type(kind: &str) -> Value {
     match kind {
         "string" | "blob" => json!(12345),
         "integer" | "long" | "double" | "float" | "timestamp" => json!("not-a-number"),
-        "boolean" => json!("true"),
+        // Not `"true"`: a form would carry it as the boolean itself.
+        "boolean" => json!("not-a-boolean"),
         "list" => json!({"not": "a list"}),
         "structure" | "map" => json!(["not", "an", "object"]),
         _ => json!([]),

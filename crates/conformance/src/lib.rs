@@ -8,6 +8,7 @@
 //! (which List/Describe calls show its state, which Describe echoes which Create, fixtures), and
 //! [`suite`] runs the parts and reports.
 
+pub mod cbor;
 pub mod check;
 pub mod client;
 pub mod generate;

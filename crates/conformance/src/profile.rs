@@ -10,6 +10,9 @@ use crate::client::{Client, Response};
 use crate::{Error, Result};
 use serde_json::{Map, Value, json};
 
+mod autoscaling;
+mod cloudwatch;
+
 /// Makes the fixture state every case starts from (after a reset) and returns bindings:
 /// member name → value that "bound" requests use so they name resources that exist.
 pub type SetupFn = fn(&Client) -> Result<Map<String, Value>>;
@@ -40,6 +43,9 @@ pub struct PageFixture {
     pub create: fn(&Client, usize) -> Result<Response>,
 }
 
+/// The items one result of a page stands for (see [`Profile::page_items`]).
+pub type PageItemsFn = fn(&Value) -> Vec<Value>;
+
 /// Drives the service into a waiter's success state and returns the waiter's arguments
 /// (boto3 keyword arguments, e.g. `{"cluster": "c", "services": ["s"]}`).
 pub type WaiterScenario = fn(&Client) -> std::result::Result<Value, String>;
@@ -56,6 +62,12 @@ pub struct Profile {
     /// Paginated operations no fixture can fill yet, with the reason (reported as not
     /// applicable).
     pub page_not_applicable: Vec<(&'static str, &'static str)>,
+    /// Paginated operations whose pages split each result rather than the list of results
+    /// (CloudWatch's GetMetricData pages datapoints): the items each result stands for.
+    pub page_items: Vec<(&'static str, PageItemsFn)>,
+    /// Members whose values change on their own, whatever the requests (the health a load
+    /// balancer's checker observes): left out of state snapshots.
+    pub volatile: Vec<&'static str>,
     /// Waiter name (as in `waiters-2.json`) → scenario.
     pub waiter_scenarios: Vec<(&'static str, WaiterScenario)>,
     /// Waiters no scenario can reach yet, with the reason (reported as not applicable).
@@ -72,6 +84,8 @@ impl Profile {
             echoes: Vec::new(),
             page_fixtures: Vec::new(),
             page_not_applicable: Vec::new(),
+            page_items: Vec::new(),
+            volatile: Vec::new(),
             waiter_scenarios: Vec::new(),
             waiter_not_applicable: Vec::new(),
         }
@@ -306,6 +320,8 @@ impl Profile {
                 },
             ],
             page_not_applicable: vec![],
+            page_items: vec![],
+            volatile: vec![],
             waiter_not_applicable: vec![],
             waiter_scenarios: vec![
                 ("TasksRunning", |c| agent_task(c, &["RUNNING"])),
@@ -726,6 +742,8 @@ impl Profile {
                 },
             ],
             page_not_applicable: vec![],
+            page_items: vec![],
+            volatile: vec![],
             waiter_not_applicable: vec![],
             waiter_scenarios: vec![("LifecyclePolicyPreviewComplete", |c| {
                 let r = c
@@ -868,6 +886,10 @@ impl Profile {
                     create: |c, _| c.call("DescribeAccountLimits", &json!({})),
                 },
             ],
+            page_items: vec![],
+            // The load balancer's health checker moves the fixture target through its
+            // states (initial → unhealthy) on its own time.
+            volatile: vec!["TargetHealth"],
             page_not_applicable: vec![
                 (
                     "DescribeListeners",

@@ -402,7 +402,11 @@ impl Suite {
             .into_iter()
             .map(|(op, body)| {
                 let seen = match self.client.call(op, &body) {
-                    Ok(r) => json!({"status": r.status, "body": r.json().unwrap_or(Value::Null)}),
+                    Ok(r) => {
+                        let mut seen = r.json().unwrap_or(Value::Null);
+                        strip(&mut seen, &self.profile.volatile);
+                        json!({"status": r.status, "body": seen})
+                    }
                     Err(e) => json!({"transport": e.to_string()}),
                 };
                 (format!("{op} {body}"), seen)
@@ -467,6 +471,7 @@ impl Suite {
             Ok(b) => b,
             Err(e) => return self.fail_setup(report, op, Part::Valid, &e),
         };
+        let first = bindings.clone();
         let mut generator = self.generator(op, bindings);
         let cases = generator.valid_cases(op);
         let echo = self.profile.echoes.iter().find(|e| e.create == op);
@@ -475,10 +480,14 @@ impl Suite {
         if run_valid {
             let (mut ok, mut n) = (0, 0);
             for case in &cases {
-                if let Err(e) = self.fresh() {
-                    self.fail_setup(report, op, Part::Valid, &e);
-                    continue;
-                }
+                let now = match self.fresh() {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.fail_setup(report, op, Part::Valid, &e);
+                        continue;
+                    }
+                };
+                let case = &rebind(case, &first, &now);
                 let resp = self.send(op, &case.label, &case.body, Auth::Header);
                 n += 1;
                 let violations = match &resp {
@@ -543,6 +552,10 @@ impl Suite {
                     }
                 };
                 let before = self.snapshot(&bindings);
+                let case = crate::generate::InvalidCase {
+                    body: rebind_value(&case.body, &first, &bindings),
+                    ..case
+                };
                 let resp = self.send(op, &case.label, &case.body, Auth::Header);
                 let mut violations = match &resp {
                     Ok(r) => check::check_error(&self.model, op, r),
@@ -651,12 +664,17 @@ impl Suite {
             Ok(b) => b,
             Err(e) => return self.fail_setup(report, op, Part::Presigned, &e),
         };
+        let first = bindings.clone();
         let cases = self.generator(op, bindings).valid_cases(op);
         for case in &cases {
-            if let Err(e) = self.fresh() {
-                self.fail_setup(report, op, Part::Presigned, &e);
-                continue;
-            }
+            let now = match self.fresh() {
+                Ok(b) => b,
+                Err(e) => {
+                    self.fail_setup(report, op, Part::Presigned, &e);
+                    continue;
+                }
+            };
+            let case = &rebind(case, &first, &now);
             let resp = self.send(op, &case.label, &case.body, Auth::Presigned);
             let violations = match &resp {
                 Ok(r) => self.valid_violations(op, case, r),
@@ -732,8 +750,27 @@ impl Suite {
         };
         let in_token = p["input_token"].as_str().unwrap_or("nextToken");
         let out_token = p["output_token"].as_str().unwrap_or("nextToken");
-        let limit_key = p["limit_key"].as_str().unwrap_or("maxResults");
-        let result_key = p["result_key"].as_str().unwrap_or_default();
+        // A paginator without a limit key (CloudWatch's ListMetrics) pages at the server's
+        // own size, which the fixture must exceed.
+        let limit_key = p["limit_key"].as_str();
+        let limit = limit_key.map(|k| (k, 2));
+        let limit_label = match limit_key {
+            Some(k) => format!("{k}=2"),
+            None => "the server's page size".to_string(),
+        };
+        // Of several result keys (`MetricAlarms`, `CompositeAlarms`), the fixture fills the
+        // first.
+        let result_key = match &p["result_key"] {
+            Value::Array(keys) => keys.first().and_then(Value::as_str),
+            key => key.as_str(),
+        }
+        .unwrap_or_default();
+        let items_of = self
+            .profile
+            .page_items
+            .iter()
+            .find(|(o, _)| *o == op)
+            .map(|(_, f)| *f);
         let mut fail = |case: &str, request: String, response: String, v: Vec<Violation>| {
             report.push(
                 self.service(),
@@ -785,27 +822,19 @@ impl Suite {
             }
         }
         // Every item, following the server's own page size.
-        let all = match self.walk(
-            op,
-            &fixture.list_body,
+        let paging = Paging {
             in_token,
             out_token,
             result_key,
-            None,
-        ) {
+            items_of,
+        };
+        let all = match self.walk(op, &fixture.list_body, &paging, None) {
             Ok(w) => w,
             Err((req, resp, v)) => return fail("unpaged listing", req, resp, v),
         };
-        let paged = match self.walk(
-            op,
-            &fixture.list_body,
-            in_token,
-            out_token,
-            result_key,
-            Some((limit_key, 2)),
-        ) {
+        let paged = match self.walk(op, &fixture.list_body, &paging, limit) {
             Ok(w) => w,
-            Err((req, resp, v)) => return fail(&format!("{limit_key}=2"), req, resp, v),
+            Err((req, resp, v)) => return fail(&limit_label, req, resp, v),
         };
         let mut v = Vec::new();
         if all.items.len() < fixture.count {
@@ -857,15 +886,15 @@ impl Suite {
                 Kind::PageSkip,
                 out_token,
                 format!(
-                    "{} items in {} page(s) of 2: the limit was not applied",
+                    "{} items in {} page(s) with {limit_label}: the limit was not applied",
                     paged.items.len(),
                     paged.pages
                 ),
             ));
         }
         fail(
-            &format!("every item once, {limit_key}=2"),
-            format!("{op} {} paged by 2", fixture.list_body),
+            &format!("every item once, {limit_label}"),
+            format!("{op} {} paged by {limit_label}", fixture.list_body),
             format!("{:?} vs unpaged {:?}", paged.items, all.items),
             v,
         );
@@ -885,7 +914,9 @@ impl Suite {
         for (label, token) in forged {
             let mut body = fixture.list_body.clone();
             body[in_token] = json!(token);
-            body[limit_key] = json!(2);
+            if let Some(k) = limit_key {
+                body[k] = json!(2);
+            }
             let r = match self.client.call(op, &body) {
                 Ok(r) => r,
                 Err(e) => {
@@ -912,11 +943,15 @@ impl Suite {
         &self,
         op: &str,
         base: &Value,
-        in_token: &str,
-        out_token: &str,
-        result_key: &str,
+        paging: &Paging<'_>,
         limit: Option<(&str, usize)>,
     ) -> Result<Walk, (String, String, Vec<Violation>)> {
+        let Paging {
+            in_token,
+            out_token,
+            result_key,
+            items_of,
+        } = *paging;
         let mut walk = Walk::default();
         let mut token: Option<Value> = None;
         // A server that never stops handing out tokens must not hang the suite.
@@ -937,7 +972,10 @@ impl Suite {
             })?;
             let mut v = check::check_success(&self.model, op, &r);
             let page = r.json().unwrap_or(Value::Null);
-            let items = page[result_key].as_array().cloned().unwrap_or_default();
+            let mut items = page[result_key].as_array().cloned().unwrap_or_default();
+            if let Some(f) = items_of {
+                items = items.iter().flat_map(f).collect();
+            }
             if let Some((_, n)) = limit
                 && items.len() > n
             {
@@ -970,7 +1008,85 @@ impl Suite {
             )],
         ))
     }
+}
 
+/// Removes the members named `volatile` wherever they are in `v`.
+fn strip(v: &mut Value, volatile: &[&str]) {
+    if volatile.is_empty() {
+        return;
+    }
+    match v {
+        Value::Object(obj) => {
+            obj.retain(|k, _| !volatile.contains(&k.as_str()));
+            obj.values_mut().for_each(|v| strip(v, volatile));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| strip(v, volatile)),
+        _ => {}
+    }
+}
+
+/// `case` against a fixture made anew: its requests were generated from the `first`
+/// fixture's bindings, and a fixture may name its resources anew each time (random ARNs).
+fn rebind(case: &Case, first: &Map<String, Value>, now: &Map<String, Value>) -> Case {
+    Case {
+        label: case.label.clone(),
+        body: rebind_value(&case.body, first, now),
+    }
+}
+
+/// `body` with every text that was a bound value of the `first` fixture replaced by the same
+/// binding's value `now` (only texts: names and ARNs; a list binding is rebound item by item).
+fn rebind_value(body: &Value, first: &Map<String, Value>, now: &Map<String, Value>) -> Value {
+    let mut swaps: Vec<(&str, &Value)> = Vec::new();
+    for (name, was) in first {
+        let Some(is) = now.get(name).filter(|is| *is != was) else {
+            continue;
+        };
+        match (was, is) {
+            (Value::String(w), _) if is.is_string() => swaps.push((w.as_str(), is)),
+            (Value::Array(ws), Value::Array(is)) if ws.len() == is.len() => {
+                for (w, i) in ws.iter().zip(is) {
+                    if let (Some(w), true) = (w.as_str(), i.is_string()) {
+                        swaps.push((w, i));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if swaps.is_empty() {
+        return body.clone();
+    }
+    fn walk(v: &Value, swaps: &[(&str, &Value)]) -> Value {
+        match v {
+            Value::String(s) => swaps
+                .iter()
+                .find(|(w, _)| *w == s.as_str())
+                .map(|(_, is)| (*is).clone())
+                .unwrap_or_else(|| v.clone()),
+            Value::Array(items) => Value::Array(items.iter().map(|i| walk(i, swaps)).collect()),
+            Value::Object(obj) => Value::Object(
+                obj.iter()
+                    .map(|(k, v)| (k.clone(), walk(v, swaps)))
+                    .collect(),
+            ),
+            _ => v.clone(),
+        }
+    }
+    walk(body, &swaps)
+}
+
+/// How a paginator's pages are read: its tokens, the list it pages, and what one result of
+/// that list stands for.
+#[derive(Clone, Copy)]
+struct Paging<'a> {
+    in_token: &'a str,
+    out_token: &'a str,
+    result_key: &'a str,
+    items_of: Option<crate::profile::PageItemsFn>,
+}
+
+impl Suite {
     /// Part 5: every waiter whose operation is implemented runs its scenario, then boto3 waits.
     pub fn waiters(&self, report: &mut Report) {
         for (name, op) in self.model.waiters() {
@@ -1153,5 +1269,24 @@ mod tests {
     fn waiter_names_become_boto3_names() {
         assert_eq!(snake_case("ServicesStable"), "services_stable");
         assert_eq!(snake_case("TasksRunning"), "tasks_running");
+    }
+
+    #[test]
+    fn bound_names_follow_a_fixture_made_anew() {
+        let map = |v: Value| match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        let first = map(json!({"arn": "arn:1", "arns": ["arn:1", "x"], "name": "same"}));
+        let now = map(json!({"arn": "arn:2", "arns": ["arn:2", "y"], "name": "same"}));
+        let body = json!({"ResourceARN": "arn:1", "List": ["x", "arn:1"], "Name": "same",
+                          "Other": "arn:1-suffix", "N": 1});
+        assert_eq!(
+            rebind_value(&body, &first, &now),
+            json!({"ResourceARN": "arn:2", "List": ["y", "arn:2"], "Name": "same",
+                   "Other": "arn:1-suffix", "N": 1})
+        );
+        // Nothing changed, nothing rebound.
+        assert_eq!(rebind_value(&body, &first, &first), body);
     }
 }

@@ -13,6 +13,7 @@ mod attributes;
 mod capacity_providers;
 mod clusters;
 mod container_instances;
+mod load_balancing;
 pub mod nodes;
 mod placement;
 pub mod service_controller;
@@ -20,6 +21,7 @@ mod services;
 mod tags;
 mod task_definitions;
 mod tasks;
+pub mod utilization;
 
 use berth_aws::model::ServiceModel;
 use berth_aws::token::TokenCodec;
@@ -66,7 +68,8 @@ impl Ecs {
         &self.inner.store
     }
 
-    pub(crate) fn now_ms(&self) -> i64 {
+    /// The injected clock's time, Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
         (self.inner.clock)()
     }
 

@@ -224,16 +224,24 @@ async fn desired(
     {
         let mut reserved_ports = t.reserved.ports.clone();
         reserved_ports.extend(&t.reserved.udp_ports);
+        // A DEACTIVATING task is draining from its load balancers: it keeps serving until the
+        // service controller moves it on to STOPPING.
+        let draining_targets = t.last_status == TaskStatus::Deactivating.as_str();
+        let desired_status = if draining_targets {
+            DesiredStatus::Running.as_str().to_string()
+        } else {
+            t.desired_status.clone()
+        };
         out.push(api::AssignedTask {
             task_arn: t.arn.clone(),
-            desired_status: t.desired_status.clone(),
+            desired_status: desired_status.clone(),
             task_definition: serde_json::to_value(&t.definition).map_err(AwsError::internal)?,
             overrides: serde_json::to_value(&t.overrides).map_err(AwsError::internal)?,
             reserved_ports,
             stop_reason: t
                 .stopped_reason
                 .clone()
-                .filter(|_| t.desired_status == DesiredStatus::Stopped.as_str()),
+                .filter(|_| desired_status == DesiredStatus::Stopped.as_str()),
         });
     }
     Ok((out, draining))

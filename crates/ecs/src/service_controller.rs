@@ -1,6 +1,9 @@
 //! The service controller: level-triggered reconciliation of every service with its tasks.
 //!
 //! Each pass reads a service record and the service's task records, and
+//! 0. puts the tasks behind the service's load balancers (`load_balancing`): registers running
+//!    ones, deregisters stopping ones, lets drained DEACTIVATING ones stop, and learns what the
+//!    targets' health says about each task;
 //! 1. *observes*: counts failed tasks once each, trips the circuit breaker (and rolls back),
 //!    completes deployments, retires old ones, notes a steady state, finishes a deletion;
 //! 2. *decides* with the pure rollout arithmetic (`berth_model::rollout::step`, or one task per
@@ -14,6 +17,7 @@
 
 use crate::Ecs;
 use crate::common::{self, failure};
+use crate::load_balancing::{self, LbHealth};
 use crate::records::{
     AttributeRecord, ClusterRecord, ContainerInstanceRecord, DeploymentRecord,
     MAX_FINISHED_DEPLOYMENTS, ServiceRecord, TaskDefinitionRecord, TaskRecord, kinds, pair_key,
@@ -94,8 +98,10 @@ fn running(t: &TaskRecord) -> bool {
     t.last_status == TaskStatus::Running.as_str()
 }
 
-/// The rollout arithmetic's view of a live task.
-fn view(t: &TaskRecord, primary: &str, grace_ms: i64, now: i64) -> TaskView {
+/// The rollout arithmetic's view of a live task. Behind a load balancer, a task is healthy only
+/// once every target is healthy, and unhealthy (to be replaced) once a target failed its checks
+/// after the grace period, as a failed container health check.
+fn view(t: &TaskRecord, primary: &str, grace_ms: i64, now: i64, lb: &LbHealth) -> TaskView {
     let status = TaskStatus::parse(&t.last_status).unwrap_or(TaskStatus::Provisioning);
     let phase =
         if t.desired_status == DesiredStatus::Stopped.as_str() || status > TaskStatus::Running {
@@ -106,20 +112,24 @@ fn view(t: &TaskRecord, primary: &str, grace_ms: i64, now: i64) -> TaskView {
             Phase::Pending
         };
     let checked = has_health_check(t);
-    let healthy = phase == Phase::Running && (!checked || t.health_status == "HEALTHY");
+    let lb_healthy = matches!(lb, LbHealth::NotBehind | LbHealth::Healthy);
+    let healthy =
+        phase == Phase::Running && (!checked || t.health_status == "HEALTHY") && lb_healthy;
     let past_grace = t
         .started_at_ms
         .is_some_and(|s| now.saturating_sub(s) >= grace_ms);
+    let failing = checked && t.health_status == "UNHEALTHY" || matches!(lb, LbHealth::Unhealthy(_));
     TaskView {
         id: t.id.clone(),
         primary: t.started_by.as_deref() == Some(primary),
         phase,
         healthy,
-        unhealthy: phase == Phase::Running
-            && checked
-            && t.health_status == "UNHEALTHY"
-            && past_grace,
+        unhealthy: phase == Phase::Running && failing && past_grace,
     }
+}
+
+fn lb_of(lb: &HashMap<String, LbHealth>, id: &str) -> LbHealth {
+    lb.get(id).cloned().unwrap_or_default()
 }
 
 fn task_list(ids: &[String]) -> String {
@@ -192,6 +202,7 @@ pub(crate) fn observe(
     ctx: &RequestContext,
     s: &mut ServiceRecord,
     tasks: &[TaskRecord],
+    lb: &HashMap<String, LbHealth>,
     now: i64,
 ) -> bool {
     let before = s.clone();
@@ -306,7 +317,7 @@ pub(crate) fn observe(
         tasks
             .iter()
             .filter(|t| !ended(t))
-            .map(|t| view(t, &primary, grace, now))
+            .map(|t| view(t, &primary, grace, now, &lb_of(lb, &t.id)))
             .collect()
     };
     let others_live = s.deployments.iter().skip(1).any(|d| d.status == "ACTIVE");
@@ -429,6 +440,7 @@ async fn stop_task(
     cluster: &str,
     id: &str,
     reason: &str,
+    drain: bool,
 ) -> Result<bool, AwsError> {
     let partition = ctx.partition();
     let key = pair_key(cluster, id);
@@ -436,7 +448,13 @@ async fn stop_task(
         let Some((mut t, v)) = common::get::<TaskRecord>(ecs, ctx, kinds::TASK, &key).await? else {
             return Ok((vec![], false));
         };
-        if !crate::tasks::request_stop(&mut t, ecs.now_ms(), "ServiceSchedulerInitiated", reason) {
+        if !crate::tasks::request_stop(
+            &mut t,
+            ecs.now_ms(),
+            "ServiceSchedulerInitiated",
+            reason,
+            drain,
+        ) {
             return Ok((vec![], false));
         }
         Ok((
@@ -485,13 +503,20 @@ async fn reconcile_service(
 ) -> Result<Pass, AwsError> {
     let partition = ctx.partition();
     let key = pair_key(cluster_name, name);
+    // 0. Load balancers: register running tasks, deregister stopping ones, let drained ones go;
+    // what their targets' health says feeds the rollout.
+    let Some((current, _)) = common::get::<ServiceRecord>(ecs, ctx, kinds::SERVICE, &key).await?
+    else {
+        return Err(services::service_not_found());
+    };
+    let lb = load_balancing::sync(ecs, ctx, &current, tasks).await?;
     // 1. Observe, under the record's version (a concurrent UpdateService makes this retry).
     let s = common::transact(ecs, || async {
         let Some((mut s, v)) = common::get::<ServiceRecord>(ecs, ctx, kinds::SERVICE, &key).await?
         else {
             return Err(services::service_not_found());
         };
-        if observe(ctx, &mut s, tasks, ecs.now_ms()) {
+        if observe(ctx, &mut s, tasks, &lb.health, ecs.now_ms()) {
             Ok((vec![put_service(&partition, &s, Expect::Version(v))?], s))
         } else {
             Ok((vec![], s))
@@ -531,7 +556,9 @@ async fn reconcile_service(
                 .into_iter()
                 .map(|(_, a)| a)
                 .collect();
-        let mut plan = daemon_plan(&s, &primary.id, &instances, &attributes, &live, now, grace);
+        let mut plan = daemon_plan(&s, &instances, &attributes, &live, now, |t| {
+            view(t, &primary.id, grace, now, &lb.health_of(&t.id))
+        });
         if s.status != "ACTIVE" {
             // Deleted: every task goes, nothing new is placed.
             plan.place_on.clear();
@@ -566,7 +593,7 @@ async fn reconcile_service(
         };
         let views: Vec<TaskView> = live
             .iter()
-            .map(|t| view(t, &primary.id, grace, now))
+            .map(|t| view(t, &primary.id, grace, now, &lb.health_of(&t.id)))
             .collect();
         let step = rollout::step(limits, &views);
         start = step.start;
@@ -589,19 +616,27 @@ async fn reconcile_service(
         targets = None;
     }
     // 3. Act.
-    let mut events = Vec::new();
+    let mut events = lb.events.clone();
     let mut stopped_ids = Vec::new();
     let mut health_failures = Vec::new();
     let scaling = format!("Scaling activity initiated by (deployment {})", primary.id);
     for (id, reason) in &stops {
-        let reason = if reason.is_empty() {
-            scaling.as_str()
-        } else {
-            reason
+        // A task replaced for its health: the load balancer's verdict is the one ECS names.
+        let lb_failure = match lb.health_of(id) {
+            LbHealth::Unhealthy(u) if *reason == HEALTH_FAILURE => Some(u),
+            _ => None,
         };
-        if stop_task(ecs, ctx, &s.cluster, id, reason).await? {
+        let reason = match &lb_failure {
+            Some(u) => load_balancing::unhealthy_reason(u),
+            None if reason.is_empty() => scaling.clone(),
+            None => reason.to_string(),
+        };
+        if stop_task(ecs, ctx, &s.cluster, id, &reason, lb.behind(id)).await? {
             stopped_ids.push(id.clone());
-            if reason == HEALTH_FAILURE {
+            if let Some(u) = &lb_failure {
+                events.push(load_balancing::unhealthy_event(&s.name, id, u));
+            }
+            if lb_failure.is_some() || reason == HEALTH_FAILURE {
                 health_failures.push(id.clone());
             }
         }
@@ -613,6 +648,11 @@ async fn reconcile_service(
             stopped_ids.len(),
             task_list(&stopped_ids)
         ));
+    }
+    if stopped_ids.iter().any(|id| lb.behind(id)) {
+        // Begin draining now rather than a pass later: the stopped tasks are DEACTIVATING.
+        let fresh = services::service_tasks(ecs, ctx, &s).await?;
+        events.extend(load_balancing::sync(ecs, ctx, &s, &fresh).await?.events);
     }
     let mut started_ids = Vec::new();
     if start > 0
@@ -733,14 +773,14 @@ pub(crate) struct DaemonPlan {
 /// is connected, that can run tasks and meets the service's constraints. An old task on an instance is stopped first
 /// (maximumPercent is 100: never two on one instance), then the new one is placed. Tasks on
 /// instances that are draining or gone are stopped.
+/// `view_of` is the rollout's view of a task (primary or not, healthy, unhealthy).
 pub(crate) fn daemon_plan(
     s: &ServiceRecord,
-    primary: &str,
     instances: &[ContainerInstanceRecord],
     attributes: &[AttributeRecord],
     live: &[&TaskRecord],
     now: i64,
-    grace_ms: i64,
+    view_of: impl Fn(&TaskRecord) -> TaskView,
 ) -> DaemonPlan {
     let mut plan = DaemonPlan::default();
     let eligible: Vec<&ContainerInstanceRecord> = instances
@@ -756,10 +796,7 @@ pub(crate) fn daemon_plan(
             .iter()
             .filter(|t| t.container_instance_id == i.id)
             .collect();
-        let views: Vec<(TaskView, &&TaskRecord)> = on
-            .iter()
-            .map(|t| (view(t, primary, grace_ms, now), *t))
-            .collect();
+        let views: Vec<(TaskView, &&TaskRecord)> = on.iter().map(|t| (view_of(t), *t)).collect();
         let active: Vec<&(TaskView, &&TaskRecord)> = views
             .iter()
             .filter(|(v, _)| v.phase != Phase::Stopping)
@@ -904,7 +941,7 @@ mod tests {
             task("a", &d, "RUNNING", None),
             task("b", &d, "RUNNING", None),
         ];
-        assert!(observe(&ctx(), &mut s, &tasks, 10));
+        assert!(observe(&ctx(), &mut s, &tasks, &HashMap::new(), 10));
         assert_eq!(s.deployments[0].rollout_state, "COMPLETED");
         assert_eq!(s.deployments[0].service_deployment_status, "SUCCESSFUL");
         let messages: Vec<&str> = s.events.iter().map(|e| e.message.as_str()).collect();
@@ -916,13 +953,13 @@ mod tests {
             ]
         );
         // Nothing new: no change, no event.
-        assert!(!observe(&ctx(), &mut s, &tasks, 20));
+        assert!(!observe(&ctx(), &mut s, &tasks, &HashMap::new(), 20));
         // One task pending: not steady any more, not completed again.
         let pending = [
             task("a", &d, "RUNNING", None),
             task("c", &d, "PENDING", None),
         ];
-        assert!(observe(&ctx(), &mut s, &pending, 30));
+        assert!(observe(&ctx(), &mut s, &pending, &HashMap::new(), 30));
         assert!(!s.steady);
         assert_eq!(s.events.len(), 2);
     }
@@ -935,7 +972,7 @@ mod tests {
             task("a", &good, "RUNNING", None),
             task("b", &good, "RUNNING", None),
         ];
-        observe(&ctx(), &mut s, &ok, 1);
+        observe(&ctx(), &mut s, &ok, &HashMap::new(), 1);
         assert_eq!(s.deployments[0].rollout_state, "COMPLETED");
         s.task_definition = "td:2".into();
         services::begin_deployment(&ctx(), &mut s, vec![], 2);
@@ -950,8 +987,8 @@ mod tests {
             Some("EssentialContainerExited"),
         ));
         tasks.push(task("f2", &bad, "STOPPED", Some("TaskFailedToStart")));
-        observe(&ctx(), &mut s, &tasks, 3);
-        observe(&ctx(), &mut s, &tasks, 4);
+        observe(&ctx(), &mut s, &tasks, &HashMap::new(), 3);
+        observe(&ctx(), &mut s, &tasks, &HashMap::new(), 4);
         assert_eq!(s.deployments[0].failed_tasks, 2, "counted once each");
         assert_eq!(s.deployments[0].rollout_state, "IN_PROGRESS");
         // The threshold for 2 desired tasks is 3.
@@ -961,7 +998,7 @@ mod tests {
             "STOPPED",
             Some("EssentialContainerExited"),
         ));
-        observe(&ctx(), &mut s, &tasks, 5);
+        observe(&ctx(), &mut s, &tasks, &HashMap::new(), 5);
         let failed = s
             .deployments
             .iter()
@@ -985,7 +1022,7 @@ mod tests {
             task("x", &back, "RUNNING", None),
             task("y", &back, "RUNNING", None),
         ];
-        observe(&ctx(), &mut s, &after, 6);
+        observe(&ctx(), &mut s, &after, &HashMap::new(), 6);
         assert_eq!(s.deployments[0].rollout_state, "COMPLETED");
         let failed = s
             .deployments
@@ -1010,7 +1047,7 @@ mod tests {
                 )
             })
             .collect();
-        observe(&ctx(), &mut s, &tasks, 1);
+        observe(&ctx(), &mut s, &tasks, &HashMap::new(), 1);
         assert_eq!(s.deployments[0].status, "PRIMARY");
         assert_eq!(s.deployments[0].rollout_state, "FAILED");
         assert!(
@@ -1025,12 +1062,19 @@ mod tests {
         s.status = "DRAINING".into();
         let d = s.deployments[0].id.clone();
         // A task still runs: the service keeps draining.
-        observe(&ctx(), &mut s, &[task("a", &d, "RUNNING", None)], 1);
+        observe(
+            &ctx(),
+            &mut s,
+            &[task("a", &d, "RUNNING", None)],
+            &HashMap::new(),
+            1,
+        );
         assert_eq!(s.status, "DRAINING");
         observe(
             &ctx(),
             &mut s,
             &[task("a", &d, "STOPPED", Some("ServiceSchedulerInitiated"))],
+            &HashMap::new(),
             2,
         );
         assert_eq!(s.status, "INACTIVE");

@@ -542,6 +542,13 @@ pub async fn create_service(
         return Err(invalid("healthCheckGracePeriodSeconds must be at least 0."));
     }
     check_load_balancers(req.load_balancers.as_deref(), &td.definition)?;
+    check_target_groups(
+        ecs,
+        ctx,
+        req.load_balancers.as_deref().unwrap_or_default(),
+        &td.definition,
+    )
+    .await?;
     let now = ecs.now_ms();
     let mut s = ServiceRecord {
         cluster: cluster.name.clone(),
@@ -615,8 +622,54 @@ pub async fn create_service(
     })
 }
 
-/// A load balancer entry names a container and port of the task definition (the target group
-/// itself is checked when the load balancer API lands).
+/// The target groups of a service's load balancers, checked as ECS checks them: each exists,
+/// some load balancer forwards to it, and its target type suits the task definition's network
+/// mode (`ip` for awsvpc, `instance` for bridge and host).
+async fn check_target_groups(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    lbs: &[wire::LoadBalancer],
+    def: &wire::TaskDefinition,
+) -> Result<(), AwsError> {
+    let arns: Vec<&str> = lbs
+        .iter()
+        .filter_map(|lb| lb.target_group_arn.as_deref())
+        .collect();
+    if arns.is_empty() {
+        return Ok(());
+    }
+    let groups = berth_elbv2::group_views(ecs.store(), ctx, &arns, ecs.now_ms()).await?;
+    let mode = def.network_mode.as_deref().unwrap_or("bridge");
+    for arn in arns {
+        let Some(group) = groups.get(arn) else {
+            // ECS's answer when it cannot describe the target group it was given.
+            return Err(invalid(
+                "Unable to assume role and validate the specified targetGroupArn. Please verify that the ECS service role being passed has the proper permissions.",
+            ));
+        };
+        if !group.in_use {
+            return Err(invalid(format!(
+                "The target group with targetGroupArn {arn} does not have an associated load balancer."
+            )));
+        }
+        let fits = match group.target_type.as_str() {
+            "ip" => mode == "awsvpc",
+            "instance" => matches!(mode, "bridge" | "host"),
+            _ => false,
+        };
+        if !fits {
+            return Err(invalid(format!(
+                "The provided target group {arn} has target type {}, which is incompatible with the {mode} network mode specified in the task definition.",
+                group.target_type
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A load balancer entry names a container and port of the task definition, and a target
+/// group: berth's load balancer is an Application Load Balancer, so Classic Load Balancers
+/// (`loadBalancerName`) are refused.
 fn check_load_balancers(
     lbs: Option<&[wire::LoadBalancer]>,
     def: &wire::TaskDefinition,
@@ -648,7 +701,17 @@ fn check_load_balancers(
                 "The container {name} did not have a container port {port} defined."
             )));
         }
-        if lb.target_group_arn.is_none() && lb.load_balancer_name.is_none() {
+        if lb.advanced_configuration.is_some() {
+            return Err(unsupported(
+                "Blue/green load balancer settings (advancedConfiguration) are not supported by berth.",
+            ));
+        }
+        if lb.load_balancer_name.is_some() {
+            return Err(unsupported(
+                "Classic Load Balancers (loadBalancerName) are not supported by berth: use a targetGroupArn.",
+            ));
+        }
+        if lb.target_group_arn.is_none() {
             return Err(invalid("loadBalancers require a targetGroupArn."));
         }
     }
@@ -772,12 +835,14 @@ pub async fn update_service(
         };
         if let Some(lbs) = req.load_balancers.clone() {
             check_load_balancers(Some(&lbs), &definition)?;
+            check_target_groups(ecs, ctx, &lbs, &definition).await?;
             if lbs != s.load_balancers {
                 s.load_balancers = lbs;
                 redeploy = true;
             }
         } else if td.is_some() {
             check_load_balancers(Some(&s.load_balancers), &definition)?;
+            check_target_groups(ecs, ctx, &s.load_balancers, &definition).await?;
         }
         if let Some(n) = req.network_configuration.clone()
             && Some(&n) != s.network_configuration.as_ref()

@@ -37,12 +37,24 @@ pub(crate) fn put_task(partition: &str, t: &TaskRecord, expect: Expect) -> Resul
 
 /// Asks a task to stop: desired STOPPED, with a stop code and reason. Returns whether anything
 /// changed (a task already asked, or stopped, is left alone). The agent stops it and reports
-/// STOPPED, which gives its resources back.
-pub(crate) fn request_stop(t: &mut TaskRecord, now: i64, code: &str, reason: &str) -> bool {
+/// STOPPED, which gives its resources back. With `drain` (a RUNNING task behind a load
+/// balancer) the task is DEACTIVATING first: the service controller deregisters its targets
+/// and, once they drained, moves it to STOPPING; until then its agent still sees it desired
+/// RUNNING (`nodes`), so it serves the requests in flight.
+pub(crate) fn request_stop(
+    t: &mut TaskRecord,
+    now: i64,
+    code: &str,
+    reason: &str,
+    drain: bool,
+) -> bool {
     if t.desired_status == DesiredStatus::Stopped.as_str()
         || t.last_status == TaskStatus::Stopped.as_str()
     {
         return false;
+    }
+    if drain && t.last_status == TaskStatus::Running.as_str() {
+        t.last_status = TaskStatus::Deactivating.as_str().into();
     }
     t.desired_status = DesiredStatus::Stopped.as_str().into();
     t.stopping_at_ms.get_or_insert(now);
@@ -744,7 +756,9 @@ pub async fn stop_task(
         let (mut t, v) = common::get::<TaskRecord>(ecs, ctx, kinds::TASK, &key)
             .await?
             .ok_or_else(not_found)?;
-        if !request_stop(&mut t, ecs.now_ms(), "UserInitiated", &reason) {
+        // ECS drains a service's task behind a load balancer before stopping it, whoever asks.
+        let drain = crate::load_balancing::behind_load_balancer(ecs, ctx, &t).await?;
+        if !request_stop(&mut t, ecs.now_ms(), "UserInitiated", &reason, drain) {
             return Ok((vec![], t));
         }
         Ok((vec![put_task(&partition, &t, Expect::Version(v))?], t))

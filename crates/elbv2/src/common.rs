@@ -8,7 +8,7 @@ use crate::records::{
 };
 use berth_aws::{AwsError, RequestContext};
 use berth_shapes::elbv2 as wire;
-use berth_store::{Expect, Op, Store};
+use berth_store::{AnyStore, Expect, Op, Store};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -74,15 +74,14 @@ pub struct Snapshot {
 const PAGE: usize = 1000;
 
 async fn list_all<T: serde::de::DeserializeOwned>(
-    elb: &Elbv2,
+    store: &AnyStore,
     kind: &str,
     partition: &str,
 ) -> Result<BTreeMap<String, T>, AwsError> {
     let mut out = BTreeMap::new();
     let mut after: Option<String> = None;
     loop {
-        let page = elb
-            .store()
+        let page = store
             .list(kind, partition, "", after.as_deref(), PAGE)
             .await?;
         let n = page.len();
@@ -101,20 +100,21 @@ impl Snapshot {
     /// Reads the partition. The guard is read first: a write conditioned on its version fails
     /// if anything changed after it, so a stale snapshot never commits.
     pub async fn load(elb: &Elbv2, ctx: &RequestContext) -> Result<Snapshot, AwsError> {
+        Snapshot::load_from(elb.store(), ctx).await
+    }
+
+    /// [`Snapshot::load`] for an in-process caller that holds the store, not the API.
+    pub async fn load_from(store: &AnyStore, ctx: &RequestContext) -> Result<Snapshot, AwsError> {
         let p = ctx.partition();
-        let guard = elb
-            .store()
-            .get(records::GUARD, &p, "")
-            .await?
-            .map(|r| r.version);
+        let guard = store.get(records::GUARD, &p, "").await?.map(|r| r.version);
         Ok(Snapshot {
             guard,
-            load_balancers: list_all(elb, records::LOAD_BALANCER, &p).await?,
-            target_groups: list_all(elb, records::TARGET_GROUP, &p).await?,
-            listeners: list_all(elb, records::LISTENER, &p).await?,
-            rules: list_all(elb, records::RULE, &p).await?,
-            targets: list_all(elb, records::TARGET, &p).await?,
-            health: list_all(elb, records::TARGET_HEALTH, &p).await?,
+            load_balancers: list_all(store, records::LOAD_BALANCER, &p).await?,
+            target_groups: list_all(store, records::TARGET_GROUP, &p).await?,
+            listeners: list_all(store, records::LISTENER, &p).await?,
+            rules: list_all(store, records::RULE, &p).await?,
+            targets: list_all(store, records::TARGET, &p).await?,
+            health: list_all(store, records::TARGET_HEALTH, &p).await?,
         })
     }
 
@@ -193,9 +193,19 @@ pub async fn mutate<R>(
     ctx: &RequestContext,
     f: impl Fn(&Snapshot) -> Result<(Writes, R), AwsError>,
 ) -> Result<R, AwsError> {
+    mutate_in(elb.store(), ctx, f).await
+}
+
+/// [`mutate`] for an in-process caller that holds the store (the ECS service controller
+/// registering its tasks): the same snapshot, guard and retry.
+pub async fn mutate_in<R>(
+    store: &AnyStore,
+    ctx: &RequestContext,
+    f: impl Fn(&Snapshot) -> Result<(Writes, R), AwsError>,
+) -> Result<R, AwsError> {
     let f = &f;
-    berth_store::retry_on_conflict(elb.store(), || async move {
-        let snap = Snapshot::load(elb, ctx).await?;
+    berth_store::retry_on_conflict(store, || async move {
+        let snap = Snapshot::load_from(store, ctx).await?;
         let (writes, out) = f(&snap)?;
         let mut ops = writes.0;
         if !ops.is_empty() {

@@ -24,6 +24,8 @@ mod tags;
 mod target_groups;
 mod targets;
 
+pub use targets::{GroupView, deregister, group_views, register};
+
 use berth_aws::model::ServiceModel;
 use berth_aws::token::TokenCodec;
 pub use berth_model::clock::{Clock, system_clock};

@@ -5,12 +5,18 @@
 //! derived at read time where AWS derives it: a target group no load balancer uses reports its
 //! targets `unused` / `Target.NotInUse`; a deregistered target is `draining` /
 //! `Target.DeregistrationInProgress` until the group's deregistration delay has passed, then gone.
+//!
+//! The API handlers and the in-process callers ([`register`], [`deregister`], [`group_views`],
+//! used by the ECS service controller for a service's load balancers) share the same decisions
+//! (`plan_register`, `plan_deregister`, `observed`) and the same guarded write.
 
 use crate::Elbv2;
-use crate::common::{Snapshot, Writes, mutate, validation};
+use crate::common::{Snapshot, Writes, mutate, mutate_in, validation};
 use crate::records::{self, HealthRecord, TargetGroupRecord, TargetRecord};
 use berth_aws::{AwsError, RequestContext};
 use berth_shapes::elbv2 as wire;
+use berth_store::AnyStore;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 fn invalid_target(message: impl Into<String>) -> AwsError {
@@ -49,6 +55,96 @@ pub fn deregistration_delay_ms(tg: &TargetGroupRecord) -> i64 {
         * 1000
 }
 
+/// RegisterTargets on a snapshot: the records to write. Registering a registered target again
+/// changes nothing, as in AWS; registering a draining one takes it back.
+fn plan_register(
+    snap: &Snapshot,
+    ctx: &RequestContext,
+    arn: &str,
+    targets: &[wire::TargetDescription],
+    now: i64,
+) -> Result<Writes, AwsError> {
+    let tg = snap.target_group(arn)?;
+    let mut w = Writes::default();
+    for t in targets {
+        check_target(tg, t)?;
+        let id = t.id.clone().unwrap_or_default();
+        let port = port_of(tg, t);
+        let key = records::target_key(arn, &id, port);
+        if snap
+            .targets
+            .get(&key)
+            .is_some_and(|r| r.deregistered_ms.is_none())
+        {
+            continue;
+        }
+        let record = TargetRecord {
+            target_group_arn: arn.to_string(),
+            id,
+            port,
+            availability_zone: t.availability_zone.clone(),
+            registered_ms: now,
+            deregistered_ms: None,
+        };
+        w.put(ctx, records::TARGET, &key, &record)?;
+        w.put(
+            ctx,
+            records::TARGET_HEALTH,
+            &key,
+            &HealthRecord {
+                state: "initial".into(),
+                reason: Some("Elb.RegistrationInProgress".into()),
+                description: Some("Target registration is in progress".into()),
+                successes: 0,
+                failures: 0,
+                updated_ms: now,
+            },
+        )?;
+    }
+    Ok(w)
+}
+
+/// DeregisterTargets on a snapshot: the records to write. A target that is not registered is
+/// refused (`InvalidTarget`) unless `missing_ok`, which an in-process caller converging on a
+/// desired state sets (the target it saw may have drained away meanwhile).
+fn plan_deregister(
+    snap: &Snapshot,
+    ctx: &RequestContext,
+    arn: &str,
+    targets: &[wire::TargetDescription],
+    now: i64,
+    missing_ok: bool,
+) -> Result<Writes, AwsError> {
+    let tg = snap.target_group(arn)?;
+    let in_use = !snap.load_balancers_of(arn).is_empty();
+    let mut w = Writes::default();
+    for t in targets {
+        let id = t.id.clone().unwrap_or_default();
+        let key = records::target_key(arn, &id, port_of(tg, t));
+        let Some(record) = snap.targets.get(&key) else {
+            if missing_ok {
+                continue;
+            }
+            return Err(invalid_target(format!(
+                "The target '{id}' is not registered to the target group"
+            )));
+        };
+        if record.deregistered_ms.is_some() {
+            continue;
+        }
+        if !in_use || deregistration_delay_ms(tg) == 0 {
+            // Nothing routes to it: it is gone at once.
+            w.delete(ctx, records::TARGET, &key);
+            w.delete(ctx, records::TARGET_HEALTH, &key);
+            continue;
+        }
+        let mut r = record.clone();
+        r.deregistered_ms = Some(now);
+        w.put(ctx, records::TARGET, &key, &r)?;
+    }
+    Ok(w)
+}
+
 pub async fn register_targets(
     elb: &Elbv2,
     ctx: &RequestContext,
@@ -58,46 +154,7 @@ pub async fn register_targets(
     let targets = req.targets.clone().unwrap_or_default();
     let now = elb.now_ms();
     mutate(elb, ctx, |snap| {
-        let tg = snap.target_group(&arn)?;
-        let mut w = Writes::default();
-        for t in &targets {
-            check_target(tg, t)?;
-            let id = t.id.clone().unwrap_or_default();
-            let port = port_of(tg, t);
-            let key = records::target_key(&arn, &id, port);
-            // Registering a registered target again changes nothing, as in AWS; registering a
-            // draining one takes it back.
-            if snap
-                .targets
-                .get(&key)
-                .is_some_and(|r| r.deregistered_ms.is_none())
-            {
-                continue;
-            }
-            let record = TargetRecord {
-                target_group_arn: arn.clone(),
-                id,
-                port,
-                availability_zone: t.availability_zone.clone(),
-                registered_ms: now,
-                deregistered_ms: None,
-            };
-            w.put(ctx, records::TARGET, &key, &record)?;
-            w.put(
-                ctx,
-                records::TARGET_HEALTH,
-                &key,
-                &HealthRecord {
-                    state: "initial".into(),
-                    reason: Some("Elb.RegistrationInProgress".into()),
-                    description: Some("Target registration is in progress".into()),
-                    successes: 0,
-                    failures: 0,
-                    updated_ms: now,
-                },
-            )?;
-        }
-        Ok((w, ()))
+        Ok((plan_register(snap, ctx, &arn, &targets, now)?, ()))
     })
     .await?;
     Ok(Default::default())
@@ -112,34 +169,105 @@ pub async fn deregister_targets(
     let targets = req.targets.clone().unwrap_or_default();
     let now = elb.now_ms();
     mutate(elb, ctx, |snap| {
-        let tg = snap.target_group(&arn)?;
-        let in_use = !snap.load_balancers_of(&arn).is_empty();
-        let mut w = Writes::default();
-        for t in &targets {
-            let id = t.id.clone().unwrap_or_default();
-            let key = records::target_key(&arn, &id, port_of(tg, t));
-            let Some(record) = snap.targets.get(&key) else {
-                return Err(invalid_target(format!(
-                    "The target '{id}' is not registered to the target group"
-                )));
-            };
-            if record.deregistered_ms.is_some() {
-                continue;
-            }
-            if !in_use || deregistration_delay_ms(tg) == 0 {
-                // Nothing routes to it: it is gone at once.
-                w.delete(ctx, records::TARGET, &key);
-                w.delete(ctx, records::TARGET_HEALTH, &key);
-                continue;
-            }
-            let mut r = record.clone();
-            r.deregistered_ms = Some(now);
-            w.put(ctx, records::TARGET, &key, &r)?;
-        }
-        Ok((w, ()))
+        Ok((plan_deregister(snap, ctx, &arn, &targets, now, false)?, ()))
     })
     .await?;
     Ok(Default::default())
+}
+
+/// RegisterTargets for an in-process caller (the ECS service controller): the same rules and
+/// guarded write as the API, at `now`.
+pub async fn register(
+    store: &AnyStore,
+    ctx: &RequestContext,
+    target_group_arn: &str,
+    targets: &[wire::TargetDescription],
+    now: i64,
+) -> Result<(), AwsError> {
+    mutate_in(store, ctx, |snap| {
+        Ok((
+            plan_register(snap, ctx, target_group_arn, targets, now)?,
+            (),
+        ))
+    })
+    .await
+}
+
+/// DeregisterTargets for an in-process caller: as the API, except that a target no longer
+/// registered is skipped rather than refused.
+pub async fn deregister(
+    store: &AnyStore,
+    ctx: &RequestContext,
+    target_group_arn: &str,
+    targets: &[wire::TargetDescription],
+    now: i64,
+) -> Result<(), AwsError> {
+    mutate_in(store, ctx, |snap| {
+        Ok((
+            plan_deregister(snap, ctx, target_group_arn, targets, now, true)?,
+            (),
+        ))
+    })
+    .await
+}
+
+/// A target group as an in-process reader needs it (the ECS service controller, to validate a
+/// service's `loadBalancers` and follow its tasks' targets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupView {
+    /// `instance` or `ip` (or `lambda`, `alb`).
+    pub target_type: String,
+    pub deregistration_delay_ms: i64,
+    /// Whether a listener or rule of some load balancer forwards to the group.
+    pub in_use: bool,
+    /// Every target the group holds now, keyed `(id, port)`, with the health
+    /// DescribeTargetHealth reports for it; drained targets are gone.
+    pub targets: BTreeMap<(String, i32), wire::TargetHealth>,
+}
+
+impl GroupView {
+    /// The health of target `id:port`, `None` when it is not (or no longer) registered.
+    pub fn health(&self, id: &str, port: i32) -> Option<&wire::TargetHealth> {
+        self.targets.get(&(id.to_string(), port))
+    }
+}
+
+/// The target groups named by `arns` that exist in the partition, read at one moment, as
+/// DescribeTargetHealth would report them at `now`.
+pub async fn group_views(
+    store: &AnyStore,
+    ctx: &RequestContext,
+    arns: &[&str],
+    now: i64,
+) -> Result<BTreeMap<String, GroupView>, AwsError> {
+    let snap = Snapshot::load_from(store, ctx).await?;
+    let mut out = BTreeMap::new();
+    for arn in arns {
+        let Some(tg) = snap.target_groups.get(*arn) else {
+            continue;
+        };
+        let in_use = !snap.load_balancers_of(arn).is_empty();
+        let prefix = records::targets_prefix(arn);
+        let targets = snap
+            .targets
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter_map(|(key, r)| {
+                let h = observed(&snap, tg, key, r, in_use, now)?;
+                Some(((r.id.clone(), r.port), h))
+            })
+            .collect();
+        out.insert(
+            arn.to_string(),
+            GroupView {
+                target_type: tg.target_type.clone(),
+                deregistration_delay_ms: deregistration_delay_ms(tg),
+                in_use,
+                targets,
+            },
+        );
+    }
+    Ok(out)
 }
 
 fn description(

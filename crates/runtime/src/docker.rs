@@ -293,11 +293,14 @@ impl DockerRuntime {
     }
 
     pub async fn stats(&self, id: &ContainerId) -> Result<StatsSample, RuntimeError> {
-        // `one_shot` skips the daemon's one-second wait for a second (pre-)sample: the caller
-        // computes rates from consecutive samples itself.
+        // `one-shot` (API 1.41+) skips the daemon's one-second wait for a second (pre-)sample:
+        // the caller computes rates from consecutive samples itself. Older engines would take
+        // the parameter as unknown, so it is only sent when the API speaks it.
+        let v = self.inner.client_version();
+        let one_shot = (v.major_version, v.minor_version) >= (1, 41);
         let options = StatsOptionsBuilder::default()
             .stream(false)
-            .one_shot(true)
+            .one_shot(one_shot)
             .build();
         let mut samples = self.inner.stats(target(id.as_str())?, Some(options));
         match samples.next().await {

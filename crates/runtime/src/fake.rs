@@ -95,6 +95,8 @@ struct FakeContainer {
     error: Option<String>,
     logs: Vec<LogChunk>,
     stats: Option<StatsSample>,
+    /// Cores kept busy: every `stats` call advances the CPU counters by one second of this load.
+    cpu_load: Option<f64>,
     stop_exit_code: Option<i64>,
 }
 
@@ -282,6 +284,15 @@ impl FakeRuntime {
         }
     }
 
+    /// Makes the container keep `cores` CPUs busy: from now on every `stats` call first moves
+    /// its counters on by one second of host time (`system_cpu_ns` by one second per online
+    /// CPU, `cpu_total_ns` by `cores` seconds), so any two samples read exactly `cores`.
+    pub fn set_cpu_load(&self, id: &ContainerId, cores: f64) {
+        if let Some(c) = self.inner.lock().containers.get_mut(id) {
+            c.cpu_load = Some(cores.max(0.0));
+        }
+    }
+
     /// The ids of every container, in id order (which is creation order).
     pub fn container_ids(&self) -> Vec<ContainerId> {
         self.inner.lock().containers.keys().cloned().collect()
@@ -376,6 +387,7 @@ impl FakeRuntime {
                     error: None,
                     logs: Vec::new(),
                     stats: None,
+                    cpu_load: None,
                     stop_exit_code: None,
                 },
             );
@@ -610,8 +622,8 @@ impl FakeRuntime {
         let mut s = self.begin(Call::Stats(id.clone()), Some(FakeOp::Stats))?;
         let cpus = s.info.cpus;
         let host_mib = s.info.memory_mib;
-        let c = s.get(id)?;
-        Ok(c.stats.unwrap_or(StatsSample {
+        let c = s.get_mut(id)?;
+        let mut sample = c.stats.unwrap_or(StatsSample {
             online_cpus: cpus,
             memory_limit_bytes: c
                 .spec
@@ -619,7 +631,19 @@ impl FakeRuntime {
                 .unwrap_or(host_mib)
                 .saturating_mul(1024 * 1024),
             ..Default::default()
-        }))
+        });
+        if let Some(cores) = c.cpu_load {
+            const SECOND_NS: u64 = 1_000_000_000;
+            let online = sample.online_cpus.max(1);
+            sample.online_cpus = online;
+            sample.system_cpu_ns = sample
+                .system_cpu_ns
+                .saturating_add(SECOND_NS.saturating_mul(u64::from(online)));
+            let used = (cores * 1e9).round() as u64;
+            sample.cpu_total_ns = sample.cpu_total_ns.saturating_add(used);
+            c.stats = Some(sample);
+        }
+        Ok(sample)
     }
 
     pub async fn create_volume(&self, spec: &VolumeSpec) -> Result<(), RuntimeError> {

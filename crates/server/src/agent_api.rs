@@ -15,10 +15,14 @@ use berth_agent_api as api;
 use berth_aws::RequestContext;
 use berth_ecs::Ecs;
 use berth_ecs::nodes::{self, NodeError};
+use berth_ecs::utilization;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::Duration;
+
+#[cfg(test)]
+mod metrics_tests;
 
 pub struct AgentApi {
     pub ecs: Ecs,
@@ -28,7 +32,15 @@ pub struct AgentApi {
     pub join_token: String,
     /// How long a poll is held when nothing changed (`api::POLL_WAIT_SECS` in service).
     pub poll_wait: Duration,
+    /// The agents' usage samples, by window, until [`publish_metrics`] closes the window.
+    pub utilization: std::sync::Mutex<utilization::Aggregator>,
+    /// Where each closed window's `AWS/ECS` datapoints go: partition, datapoints.
+    pub metrics: MetricsSink,
 }
+
+/// Receives `AWS/ECS` utilization datapoints for a partition (`account/region`), on a blocking
+/// thread of the publishing loop.
+pub type MetricsSink = Arc<dyn Fn(&str, Vec<utilization::Metric>) + Send + Sync>;
 
 impl AgentApi {
     fn ctx(&self) -> RequestContext {
@@ -49,6 +61,7 @@ pub fn router(state: Arc<AgentApi>) -> Router {
         .route(api::POLL, post(poll))
         .route(api::STATE, post(state_report))
         .route(api::LOGS, post(log_batch))
+        .route(api::METRICS, post(metrics_report))
         .with_state(state)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send + 'static>| {
@@ -193,5 +206,93 @@ async fn log_batch(
     match result {
         Ok(r) => json(&r),
         Err(e) => error(&e),
+    }
+}
+
+/// An agent's usage sample: resolved against its tasks and added to the current window.
+async fn metrics_report(
+    AxState(s): AxState<Arc<AgentApi>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let req: api::MetricsReport = decode(&body)?;
+        let ctx = s.ctx();
+        if let Some(sample) = utilization::observe(&s.ecs, &ctx, bearer(&headers), &req).await? {
+            let now = s.ecs.now_ms();
+            // A poisoned lock only means a panic mid-add; the windows are still usable.
+            let mut windows = s.utilization.lock().unwrap_or_else(|p| p.into_inner());
+            windows.add(&ctx.partition(), now, sample);
+        }
+        Ok::<_, NodeError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => json(&serde_json::json!({})),
+        Err(e) => error(&e),
+    }
+}
+
+/// Closes each window once it has ended and hands its datapoints to the sink: one datapoint
+/// per metric and dimension set per window.
+pub async fn publish_metrics(agents: Arc<AgentApi>) {
+    let window_ms = agents
+        .utilization
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .window_ms();
+    // A few checks per window, so a window is published soon after it ends.
+    let every = Duration::from_millis(u64::try_from(window_ms / 4).unwrap_or(250).clamp(50, 1000));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = agents.ecs.now_ms();
+        let closed = agents
+            .utilization
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .close(now);
+        if closed.is_empty() {
+            continue;
+        }
+        // The sink may write to disk (CloudWatch's log of datapoints): off the async threads.
+        let sink = agents.metrics.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            for (partition, metrics) in closed {
+                sink(&partition, metrics);
+            }
+        })
+        .await;
+        if let Err(e) = stored {
+            tracing::warn!("publishing AWS/ECS utilization failed: {e}");
+        }
+    }
+}
+
+/// A sink that stores the datapoints in CloudWatch, as ECS publishes them there.
+pub fn cloudwatch_sink(cloudwatch: berth_cloudwatch::Cloudwatch) -> MetricsSink {
+    Arc::new(move |partition: &str, points: Vec<utilization::Metric>| {
+        let points = points.into_iter().map(datapoint).collect();
+        if let Err(e) = cloudwatch.ingest(partition, points) {
+            tracing::warn!("AWS/ECS utilization was not stored: {e}");
+        }
+    })
+}
+
+fn datapoint(m: utilization::Metric) -> berth_cloudwatch::Datapoint {
+    berth_cloudwatch::Datapoint {
+        namespace: utilization::NAMESPACE.into(),
+        metric_name: m.metric_name.into(),
+        dimensions: m.dimensions,
+        timestamp_ms: m.timestamp_ms,
+        values: berth_cloudwatch::Values::Set {
+            sample_count: m.sample_count,
+            sum: m.sum,
+            minimum: m.minimum,
+            maximum: m.maximum,
+        },
+        unit: Some(utilization::UNIT.into()),
+        storage_resolution: m.storage_resolution,
     }
 }

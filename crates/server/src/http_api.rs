@@ -1,8 +1,9 @@
 //! The HTTP endpoint: berth's own routes (`/_berth/health`, `/_berth/reset`) and the AWS
-//! protocols on `POST /`. Each AWS request goes: read the body (bounded) → verify SigV4 → pick
-//! the service (awsJson by `X-Amz-Target`; awsQuery — a form body without a target — by the
-//! credential scope's service, or the form's `Version` when unsigned) → validate against the
-//! model → call the service → encode in the protocol it came in.
+//! protocols on `POST /` and `POST /service/<name>/operation/<op>`. Each AWS request goes: read
+//! the body (bounded) → verify SigV4 → pick the service (awsJson by `X-Amz-Target`; rpc-v2-cbor
+//! by the path's service name, which is the same target prefix; awsQuery — a form body without
+//! a target — by the credential scope's service, or the form's `Version` when unsigned) →
+//! validate against the model → call the service → encode in the protocol it came in.
 
 use crate::identity::Identity;
 use crate::{AuthMode, Config};
@@ -12,9 +13,12 @@ use axum::extract::{Request, State as AxState};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use berth_autoscaling::Autoscaling;
+use berth_aws::model::ServiceModel;
 use berth_aws::sigv4::{self, Mode, Secret, SecretSource, Verifier};
 use berth_aws::validate::Patterns;
-use berth_aws::{AwsError, JsonService, RequestContext, json, query};
+use berth_aws::{AwsError, JsonService, RequestContext, cbor, json, query};
+use berth_cloudwatch::Cloudwatch;
 use berth_ecr::Ecr;
 use berth_ecs::Ecs;
 use berth_elbv2::Elbv2;
@@ -28,10 +32,22 @@ use tracing::Instrument;
 const ECS_TARGET: &str = "AmazonEC2ContainerServiceV20141113";
 const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921";
 const LOGS_TARGET: &str = "Logs_20140328";
+const AUTOSCALING_TARGET: &str = "AnyScaleFrontendService";
+/// CloudWatch speaks awsJson 1.0 (botocore), rpc-v2-cbor (the AWS SDK for Rust) and awsQuery.
+const CLOUDWATCH_TARGET: &str = "GraniteServiceVersion20100801";
 
-/// The SigV4 service name and API version of each awsQuery service berth serves.
-const ELBV2_SERVICE: &str = "elasticloadbalancing";
-const ELBV2_VERSION: &str = "2015-12-01";
+/// The awsQuery services: the SigV4 service name a signed request names, the API version an
+/// unsigned one (`--auth open`) names in `Version`, and the family that answers.
+const QUERY_SERVICES: &[(&str, &str, QueryFamily)] = &[
+    ("elasticloadbalancing", "2015-12-01", QueryFamily::Elbv2),
+    ("monitoring", "2010-08-01", QueryFamily::Cloudwatch),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueryFamily {
+    Elbv2,
+    Cloudwatch,
+}
 
 pub struct State {
     verifier: Verifier,
@@ -47,6 +63,8 @@ pub struct State {
     ecr: Ecr,
     logs: Logs,
     elbv2: Elbv2,
+    cloudwatch: Cloudwatch,
+    autoscaling: Autoscaling,
 }
 
 /// The keys SigV4 verification accepts: the root key for now; IAM users come later.
@@ -62,6 +80,7 @@ impl SecretSource for Keys {
 }
 
 impl State {
+    #[allow(clippy::too_many_arguments)] // one per API family, each handed in by `run`
     pub fn new(
         config: &Config,
         identity: &Identity,
@@ -70,6 +89,8 @@ impl State {
         ecr: Ecr,
         logs: Logs,
         elbv2: Elbv2,
+        cloudwatch: Cloudwatch,
+        autoscaling: Autoscaling,
     ) -> Self {
         let keys = Keys {
             access_key_id: identity.root.access_key_id.clone(),
@@ -95,6 +116,8 @@ impl State {
             ecr,
             logs,
             elbv2,
+            cloudwatch,
+            autoscaling,
         }
     }
 }
@@ -111,6 +134,7 @@ pub fn router(state: Arc<State>, registry: &berth_registry::Registry) -> Router 
         .route("/_berth/health", get(health))
         .route("/_berth/reset", post(reset))
         .route("/", post(aws))
+        .route("/service/{service}/operation/{operation}", post(aws))
         .with_state(state)
         .merge(registry.router())
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
@@ -155,6 +179,9 @@ async fn reset(AxState(state): AxState<Arc<State>>) -> Response {
         return StatusCode::NOT_FOUND.into_response();
     }
     let mut result = state.store.reset().await.map_err(|e| e.to_string());
+    if result.is_ok() {
+        result = state.cloudwatch.reset().map_err(|e| e.to_string());
+    }
     if result.is_ok() && state.default_cluster {
         let ctx = RequestContext {
             account_id: state.account_id.clone(),
@@ -196,34 +223,84 @@ async fn aws(AxState(state): AxState<Arc<State>>, req: Request) -> Response {
     if query::is_query(content_type, req.headers().contains_key("x-amz-target")) {
         return aws_query(&state, req, request_id).await;
     }
-    let target = req
-        .headers()
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    // rpc-v2-cbor names service and operation in the path; awsJson in `X-Amz-Target`.
+    let (wire, target) = match cbor::parse_path(req.uri().path()) {
+        Some((service, op)) => (Wire::Cbor, format!("{service}.{op}")),
+        None => (
+            Wire::Json,
+            req.headers()
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+        ),
+    };
     let span = tracing::info_span!("aws", request_id = %request_id, target = %target);
-    let (result, version) = handle(&state, req, &request_id, &target)
+    let mut response = handle(&state, req, &request_id, wire, &target)
         .instrument(span)
         .await;
-    let content_type = json::content_type(version);
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-requestid", v);
+    }
+    response
+}
+
+/// How an awsJson-family request travels: JSON bodies and `X-Amz-Target`, or CBOR bodies and
+/// the rpc-v2-cbor path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    Json,
+    Cbor,
+}
+
+/// An answer in `wire`'s format. `model` is the service's, once known: it names a
+/// query-compatible service's errors (`__type` and `x-amzn-query-error`).
+fn answer(
+    wire: Wire,
+    json_version: &'static str,
+    model: Option<&ServiceModel>,
+    result: Result<Vec<u8>, AwsError>,
+) -> Response {
     let mut response = match result {
         Ok(body) => (StatusCode::OK, body).into_response(),
         Err(err) => {
             if err.status.is_server_error() {
                 tracing::warn!(code = %err.code, "request failed");
             }
-            let mut r = (err.status, json::error_body(&err)).into_response();
-            if let Ok(v) = HeaderValue::from_str(&err.code) {
+            let (body, type_name) = match (wire, model) {
+                (Wire::Json, Some(m)) => (json::error_body_for(m, &err), json::error_type(m, &err)),
+                (Wire::Json, None) => (json::error_body(&err), &*err.code),
+                (Wire::Cbor, Some(m)) => (cbor::error_body(m, &err), json::error_type(m, &err)),
+                (Wire::Cbor, None) => (cbor::plain_error_body(&err), &*err.code),
+            };
+            let mut r = (err.status, body).into_response();
+            if let Ok(v) = HeaderValue::from_str(type_name) {
                 r.headers_mut().insert("x-amzn-errortype", v);
+            }
+            if let Some(v) = model
+                .and_then(|m| json::query_error_header(m, &err))
+                .and_then(|v| HeaderValue::from_str(&v).ok())
+            {
+                r.headers_mut().insert("x-amzn-query-error", v);
             }
             r
         }
     };
     let headers: &mut HeaderMap = response.headers_mut();
-    headers.insert("content-type", HeaderValue::from_static(content_type));
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        headers.insert("x-amzn-requestid", v);
+    match wire {
+        Wire::Json => {
+            headers.insert(
+                "content-type",
+                HeaderValue::from_static(json::content_type(json_version)),
+            );
+        }
+        Wire::Cbor => {
+            headers.insert("content-type", HeaderValue::from_static(cbor::CONTENT_TYPE));
+            headers.insert(
+                cbor::PROTOCOL_HEADER,
+                HeaderValue::from_static(cbor::PROTOCOL),
+            );
+        }
     }
     response
 }
@@ -261,6 +338,8 @@ async fn admit(
     if principal.is_none() && state.auth == AuthMode::Sigv4 {
         return Err(sigv4::AuthError::missing().into_aws());
     }
+    // Signed as sent; decompressed after (CloudWatch's PutMetricData is gzipped by botocore).
+    let bytes = decode_content_encoding(&parts.headers, bytes)?;
     let signed_service = principal.as_ref().map(|p| p.service.clone());
     let ctx = RequestContext {
         account_id: principal
@@ -277,6 +356,31 @@ async fn admit(
     Ok((bytes, ctx, signed_service))
 }
 
+/// A `Content-Encoding: gzip` body inflated, within the same size limit as any body: botocore
+/// compresses the bodies of operations whose model asks for it (`requestCompression`, CloudWatch's
+/// PutMetricData) once they pass 10 KiB.
+fn decode_content_encoding(headers: &http::HeaderMap, bytes: Bytes) -> Result<Bytes, AwsError> {
+    let gzip = headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    if !gzip {
+        return Ok(bytes);
+    }
+    use std::io::Read;
+    let mut inflated = Vec::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .take(json::MAX_BODY as u64 + 1)
+        .read_to_end(&mut inflated)
+        .map_err(|_| AwsError::serialization("The gzip request body could not be decompressed."))?;
+    if inflated.len() > json::MAX_BODY {
+        return Err(json::too_large());
+    }
+    Ok(Bytes::from(inflated))
+}
+
 /// One awsQuery request: the service is the one the signature was made for (or, unsigned under
 /// `--auth open`, the one whose API version the form names); the answer is XML either way.
 async fn aws_query(state: &State, req: Request, request_id: String) -> Response {
@@ -285,14 +389,24 @@ async fn aws_query(state: &State, req: Request, request_id: String) -> Response 
         let (bytes, ctx, signed_service) = admit(state, req, &request_id).await?;
         let params = query::parse_form(&bytes);
         let action = params.get("Action").cloned().unwrap_or_default();
-        let service = match signed_service.as_deref() {
-            Some(s) => s == ELBV2_SERVICE,
-            None => params.get("Version").map(String::as_str) == Some(ELBV2_VERSION),
-        };
-        if !service {
-            return Err(query::invalid_action(&action));
+        let family = QUERY_SERVICES
+            .iter()
+            .find(
+                |(signing_name, version, _)| match signed_service.as_deref() {
+                    Some(s) => s == *signing_name,
+                    None => params.get("Version").map(String::as_str) == Some(*version),
+                },
+            )
+            .map(|(_, _, family)| *family);
+        match family {
+            Some(QueryFamily::Elbv2) => {
+                query::serve(&state.elbv2, &state.patterns, ctx, &params).await
+            }
+            Some(QueryFamily::Cloudwatch) => {
+                query::serve_json(&state.cloudwatch, &state.patterns, ctx, &params).await
+            }
+            None => Err(query::invalid_action(&action)),
         }
-        query::serve(&state.elbv2, &state.patterns, ctx, &params).await
     }
     .instrument(span)
     .await;
@@ -316,102 +430,106 @@ async fn aws_query(state: &State, req: Request, request_id: String) -> Response 
     response
 }
 
-/// Runs one AWS request; also returns the awsJson version to answer in.
+/// Runs one awsJson or rpc-v2-cbor request and answers in its wire format.
 async fn handle(
     state: &State,
     req: Request,
     request_id: &str,
+    wire: Wire,
     target: &str,
-) -> (Result<Vec<u8>, AwsError>, &'static str) {
+) -> Response {
     let (bytes, ctx, signed_service) = match admit(state, req, request_id).await {
         Ok(x) => x,
-        Err(e) => return (Err(e), "1.1"),
+        Err(e) => return answer(wire, "1.1", None, Err(e)),
     };
     let Some((prefix, operation)) = json::parse_target(target) else {
-        return (Err(AwsError::unknown_operation(target)), "1.1");
+        return answer(wire, "1.1", None, Err(AwsError::unknown_operation(target)));
     };
+    let call = Call {
+        wire,
+        patterns: &state.patterns,
+        ctx,
+        signed_service: signed_service.as_deref(),
+        operation,
+        body: &bytes,
+    };
+    // The one table of awsJson services: target prefix → family and awsJson version. A service
+    // whose model lists `smithy-rpc-v2-cbor` is reached by the same prefix over CBOR.
     match prefix {
-        ECS_TARGET => (
-            serve(
-                &state.ecs,
-                &state.patterns,
-                ctx,
-                signed_service.as_deref(),
-                operation,
-                &bytes,
-            )
-            .await,
-            "1.1",
-        ),
-        ECR_TARGET => (
-            serve(
-                &state.ecr,
-                &state.patterns,
-                ctx,
-                signed_service.as_deref(),
-                operation,
-                &bytes,
-            )
-            .await,
-            "1.1",
-        ),
-        LOGS_TARGET => (
-            serve(
-                &state.logs,
-                &state.patterns,
-                ctx,
-                signed_service.as_deref(),
-                operation,
-                &bytes,
-            )
-            .await,
-            "1.1",
-        ),
-        _ => (Err(AwsError::unknown_operation(target)), "1.1"),
+        ECS_TARGET => call.to(&state.ecs, "1.1").await,
+        ECR_TARGET => call.to(&state.ecr, "1.1").await,
+        LOGS_TARGET => call.to(&state.logs, "1.1").await,
+        AUTOSCALING_TARGET => call.to(&state.autoscaling, "1.1").await,
+        CLOUDWATCH_TARGET => call.to(&state.cloudwatch, "1.0").await,
+        _ => answer(wire, "1.1", None, Err(AwsError::unknown_operation(target))),
     }
 }
 
-async fn serve<S: JsonService>(
-    service: &S,
-    patterns: &Patterns,
+/// One admitted awsJson or CBOR request, before its service is known.
+struct Call<'a> {
+    wire: Wire,
+    patterns: &'a Patterns,
     ctx: RequestContext,
-    signed_service: Option<&str>,
-    operation: &str,
-    body: &[u8],
-) -> Result<Vec<u8>, AwsError> {
-    // The target picks the service; the signature must have been made for that same service,
-    // as AWS's per-service endpoints insist.
-    let meta = &service.model().metadata;
-    let expected = meta
-        .signing_name
-        .as_deref()
-        .unwrap_or(&meta.endpoint_prefix);
-    if let Some(signed) = signed_service
-        && signed != expected
-    {
-        return Err(AwsError::client(
-            "InvalidSignatureException",
-            format!("Credential should be scoped to correct service: '{expected}'. "),
-        ));
+    signed_service: Option<&'a str>,
+    operation: &'a str,
+    body: &'a [u8],
+}
+
+impl Call<'_> {
+    async fn to<S: JsonService>(self, service: &S, json_version: &'static str) -> Response {
+        let wire = self.wire;
+        let result = self.serve(service).await;
+        answer(wire, json_version, Some(service.model()), result)
     }
-    if !service.model().operations.contains_key(operation) {
-        return Err(AwsError::unknown_operation(operation));
+
+    async fn serve<S: JsonService>(self, service: &S) -> Result<Vec<u8>, AwsError> {
+        let operation = self.operation;
+        // The target picks the service; the signature must have been made for that same
+        // service, as AWS's per-service endpoints insist.
+        let model = service.model();
+        let meta = &model.metadata;
+        let expected = meta
+            .signing_name
+            .as_deref()
+            .unwrap_or(&meta.endpoint_prefix);
+        if let Some(signed) = self.signed_service
+            && signed != expected
+        {
+            return Err(AwsError::client(
+                "InvalidSignatureException",
+                format!("Credential should be scoped to correct service: '{expected}'. "),
+            ));
+        }
+        if !model.operations.contains_key(operation)
+            || (self.wire == Wire::Cbor && !model.speaks("smithy-rpc-v2-cbor"))
+        {
+            return Err(AwsError::unknown_operation(operation));
+        }
+        // An operation berth does not serve says so, whatever its input: that is the more
+        // useful answer than a validation error about a request that could never succeed.
+        if !service.implements(operation) {
+            return Err(AwsError::client(
+                "UnsupportedOperationException",
+                format!("berth does not support the operation {operation} yet."),
+            ));
+        }
+        let code = service.validation_error_code();
+        let input = match self.wire {
+            Wire::Json => json::decode(model, self.patterns, code, operation, self.body)?,
+            Wire::Cbor => cbor::decode(model, self.patterns, code, operation, self.body)?,
+        };
+        tracing::debug!(operation, "dispatch");
+        let output = service.call(self.ctx, operation, input).await?;
+        match self.wire {
+            Wire::Json => Ok(output),
+            Wire::Cbor => {
+                let value: serde_json::Value = if output.is_empty() {
+                    serde_json::Value::Object(Default::default())
+                } else {
+                    serde_json::from_slice(&output).map_err(AwsError::internal)?
+                };
+                cbor::encode(model, operation, &value)
+            }
+        }
     }
-    // An operation berth does not serve says so, whatever its input: that is the more useful
-    // answer than a validation error about a request that could never succeed.
-    if !service.implements(operation) {
-        return Err(AwsError::client(
-            "UnsupportedOperationException",
-            format!("berth does not support the operation {operation} yet."),
-        ));
-    }
-    let input = json::decode(
-        service.model(),
-        patterns,
-        service.validation_error_code(),
-        operation,
-        body,
-    )?;
-    tracing::debug!(operation, "dispatch");
-    service.call(ctx, operation, input).await
 }

@@ -9,6 +9,7 @@ mod aws_profile;
 mod config;
 mod http_api;
 mod identity;
+mod load_balancer;
 
 pub use config::{AuthMode, Config, Role};
 
@@ -151,14 +152,6 @@ pub async fn run(
         identity.token_key,
         berth_logs::system_clock(),
     );
-    let agents = Arc::new(agent_api::AgentApi {
-        ecs: ecs.clone(),
-        logs: logs.clone(),
-        account_id: config.account_id.clone(),
-        region: config.region.clone(),
-        join_token: join_token.clone(),
-        poll_wait: std::time::Duration::from_secs(berth_agent_api::POLL_WAIT_SECS),
-    });
     if config.role == Role::Up {
         create_default_cluster(&ecs, &config).await?;
     }
@@ -185,8 +178,69 @@ pub async fn run(
         identity.token_key,
         berth_elbv2::system_clock(),
     );
+    // The load balancer's data plane; its request metrics go to CloudWatch.
+    let (load_balancer, load_balancer_task) = load_balancer::spawn(store.clone(), &config);
+    let cloudwatch = berth_cloudwatch::Cloudwatch::new(
+        store.clone(),
+        identity.token_key,
+        berth_cloudwatch::system_clock(),
+        Some(config.data_dir.join("metrics")),
+    )
+    .map_err(|e| Error::Setup(format!("opening the metrics store: {e}")))?;
+    let alarm_evaluator = tokio::spawn(evaluate_alarms(cloudwatch.clone()));
+    let lb_metrics = tokio::spawn(load_balancer::publish_metrics(
+        load_balancer,
+        cloudwatch.clone(),
+        std::time::Duration::from_secs(config.metrics_interval_secs.clamp(1, 60)),
+        if config.metrics_high_resolution {
+            1
+        } else {
+            60
+        },
+    ));
+    // Application Auto Scaling and CloudWatch, both ways: its target-tracking policies put their
+    // alarms through CloudWatch's API, and CloudWatch's alarm transitions drive its policies.
+    let autoscaling = berth_autoscaling::Autoscaling::new(
+        store.clone(),
+        identity.token_key,
+        berth_autoscaling::system_clock(),
+        ecs.clone(),
+        Arc::new(berth_autoscaling::JsonAlarms(cloudwatch.clone())),
+        berth_autoscaling::Options {
+            alarm_period_secs: i32::try_from(config.target_tracking_period_secs).unwrap_or(60),
+        },
+    );
+    cloudwatch.set_actions(Arc::new(autoscaling.clone()));
+    let autoscaling_ticker = tokio::spawn(autoscaling_tick(autoscaling.clone()));
+    // The agents' usage samples become CloudWatch's `AWS/ECS` utilization metrics.
+    let agents = Arc::new(agent_api::AgentApi {
+        ecs: ecs.clone(),
+        logs: logs.clone(),
+        account_id: config.account_id.clone(),
+        region: config.region.clone(),
+        join_token: join_token.clone(),
+        poll_wait: std::time::Duration::from_secs(berth_agent_api::POLL_WAIT_SECS),
+        utilization: std::sync::Mutex::new(berth_ecs::utilization::Aggregator::new(
+            i64::try_from(config.metrics_interval_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            if config.metrics_high_resolution {
+                1
+            } else {
+                60
+            },
+        )),
+        metrics: agent_api::cloudwatch_sink(cloudwatch.clone()),
+    });
+    let metrics_publisher = tokio::spawn(agent_api::publish_metrics(agents.clone()));
     let state = Arc::new(http_api::State::new(
-        &config, &identity, store, ecs, ecr, logs, elbv2,
+        &config,
+        &identity,
+        store,
+        ecs,
+        ecr,
+        logs,
+        elbv2,
+        cloudwatch,
+        autoscaling,
     ));
     let app = http_api::router(state, &registry).merge(agent_api::router(agents));
     let started = Started {
@@ -217,7 +271,36 @@ pub async fn run(
     controller.abort();
     logs_sweeper.abort();
     lifecycle_sweeper.abort();
+    metrics_publisher.abort();
+    load_balancer_task.abort();
+    alarm_evaluator.abort();
+    autoscaling_ticker.abort();
+    lb_metrics.abort();
     served
+}
+
+/// Runs scheduled actions and re-evaluates alarms that stay in ALARM, every two seconds: well
+/// inside the shortest alarm period (10 s) and a schedule's one-minute resolution.
+async fn autoscaling_tick(autoscaling: berth_autoscaling::Autoscaling) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        autoscaling.tick().await;
+    }
+}
+
+/// Evaluates CloudWatch alarms every second: high-resolution alarms have 10-second periods, and
+/// a transition is due within a second of the period that decides it.
+async fn evaluate_alarms(cloudwatch: berth_cloudwatch::Cloudwatch) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = cloudwatch.evaluate_alarms().await {
+            tracing::warn!("cloudwatch: alarm evaluation failed: {e}");
+        }
+    }
 }
 
 /// The request context of the server's own account and region, where agents' instances live.
@@ -281,9 +364,10 @@ async fn liveness_sweep(ecs: berth_ecs::Ecs, config: Config) {
     }
 }
 
-/// Runs the service controller: a pass whenever a service, task or container instance of the
-/// node's partition changes (changes that arrive together make one pass), and at least every
-/// second, which is what wakes launches held back by the failure backoff.
+/// Runs the service controller: a pass whenever a service, task, container instance or target
+/// health (the load balancer's verdict gates rollouts) of the node's partition changes (changes
+/// that arrive together make one pass), and at least every second, which is what wakes launches
+/// held back by the failure backoff and tasks whose targets have drained.
 async fn service_controller(
     ecs: berth_ecs::Ecs,
     config: Config,
@@ -296,6 +380,7 @@ async fn service_controller(
         berth_ecs::kinds::SERVICE,
         berth_ecs::kinds::TASK,
         berth_ecs::kinds::CONTAINER_INSTANCE,
+        berth_elbv2::records::TARGET_HEALTH,
     ];
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

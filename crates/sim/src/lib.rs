@@ -11,17 +11,26 @@
 //!   below `minimumHealthyPercent` while replacing them (scaling in may);
 //! - no task is live on a node dead for longer than the liveness grace;
 //! - `memberOf` and `distinctInstance` constraints hold for every task (services registered with
-//!   [`Sim::watch_member_of`] / [`Sim::watch_distinct`]).
+//!   [`Sim::watch_member_of`] / [`Sim::watch_distinct`]);
+//! - no agent is asked to stop a task whose target a target group still holds (services behind
+//!   a load balancer drain first).
 //!
-//! **API Boundary:** drives `berth-ecs` only through its public API (awsJson calls, the agent
-//! protocol functions, the controller's `reconcile`, the liveness `sweep`), and reads the store
-//! to check; never writes it.
+//! Services may sit behind target groups ([`Sim::target_group`], `berth-elbv2` on the same
+//! store); the simulation plays the load balancer's health checker, finding targets healthy at
+//! a seeded rate, or unhealthy for families given to [`Sim::fail_health_checks`].
+//!
+//! **API Boundary:** drives `berth-ecs` and `berth-elbv2` only through their public APIs
+//! (awsJson and awsQuery calls, the agent protocol functions, the controller's `reconcile`, the
+//! liveness `sweep`), and reads the store to check; the only record it writes is
+//! `elbv2.target-health`, as the data plane's health checker does.
 
 use berth_agent_api as api;
 use berth_aws::{JsonService, RequestContext};
 use berth_ecs::nodes::{self, SweepPolicy};
 use berth_ecs::{ContainerInstanceRecord, Ecs, ServiceRecord, TaskRecord, kinds};
-use berth_store::{AnyStore, SqliteStore, Store};
+use berth_elbv2::Elbv2;
+use berth_elbv2::records::{self as elb_records, HealthRecord, TargetRecord};
+use berth_store::{AnyStore, Expect, Op, SqliteStore, Store};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::de::DeserializeOwned;
@@ -48,6 +57,8 @@ pub struct Options {
     pub start_rate: f64,
     /// Chance per step that a running task crashes.
     pub crash_rate: f64,
+    /// Chance per step that the health checker finds a new target healthy.
+    pub healthy_rate: f64,
     /// Check the invariants at every step (costs a few scans of the store per step).
     pub checks: bool,
     pub node_cpu: i32,
@@ -64,6 +75,7 @@ impl Default for Options {
             keep_stopped_ms: 60_000,
             start_rate: 0.7,
             crash_rate: 0.0,
+            healthy_rate: 0.5,
             checks: true,
             node_cpu: 1024,
             node_memory_mib: 2048,
@@ -82,6 +94,7 @@ struct Node {
 /// One simulated cluster (`default`) and its nodes.
 pub struct Sim {
     ecs: Ecs,
+    elb: Elbv2,
     store: AnyStore,
     clock: Arc<AtomicI64>,
     pub rng: StdRng,
@@ -91,6 +104,12 @@ pub struct Sim {
     running: HashSet<String>,
     /// Task definition families whose tasks exit as soon as they start.
     crashing: BTreeSet<String>,
+    /// Task definition families whose targets fail the load balancer's health checks.
+    failing_health_checks: BTreeSet<String>,
+    /// Target groups created by [`Sim::target_group`].
+    target_groups: Vec<String>,
+    /// The next dynamic host port a fake agent binds (never reused, so no two tasks share one).
+    next_port: u16,
     member_of_zone: BTreeMap<String, &'static str>,
     distinct: BTreeSet<String>,
     /// Controller passes and tasks the agents reported RUNNING, for reports.
@@ -155,13 +174,12 @@ impl Sim {
         .into();
         let clock = Arc::new(AtomicI64::new(T0));
         let c = clock.clone();
-        let ecs = Ecs::new(
-            store.clone(),
-            [9u8; 32],
-            Arc::new(move || c.load(Ordering::SeqCst)),
-        );
+        let now: berth_ecs::Clock = Arc::new(move || c.load(Ordering::SeqCst));
+        let ecs = Ecs::new(store.clone(), [9u8; 32], now.clone());
+        let elb = Elbv2::new(store.clone(), [9u8; 32], now);
         let mut sim = Sim {
             ecs,
+            elb,
             store,
             clock,
             rng: StdRng::seed_from_u64(seed),
@@ -169,6 +187,9 @@ impl Sim {
             nodes: Vec::new(),
             running: HashSet::new(),
             crashing: BTreeSet::new(),
+            failing_health_checks: BTreeSet::new(),
+            target_groups: Vec::new(),
+            next_port: 32768,
             member_of_zone: BTreeMap::new(),
             distinct: BTreeSet::new(),
             passes: 0,
@@ -195,6 +216,53 @@ impl Sim {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| e.to_string()),
             Err(e) => Err(format!("{op} {input}: {} {}", e.code, e.message)),
         }
+    }
+
+    /// An ELBv2 API call, as a client sends it (the JSON form of the awsQuery input).
+    pub async fn elb_call(&self, op: &str, input: Value) -> Result<Value, String> {
+        use berth_aws::query::QueryService;
+        self.elb
+            .call(ctx(), op, input.clone())
+            .await
+            .map_err(|e| format!("{op} {input}: {} {}", e.code, e.message))
+    }
+
+    /// A target group of `instance` targets named `name`, behind its own load balancer's
+    /// listener, with a deregistration delay of `delay_s` seconds; returns its ARN.
+    pub async fn target_group(&mut self, name: &str, delay_s: u32) -> Result<String, String> {
+        let lb = self
+            .elb_call("CreateLoadBalancer", json!({"Name": name}))
+            .await?;
+        let tg = self
+            .elb_call(
+                "CreateTargetGroup",
+                json!({"Name": name, "Protocol": "HTTP", "Port": 80, "TargetType": "instance"}),
+            )
+            .await?;
+        let tg = tg["TargetGroups"][0]["TargetGroupArn"]
+            .as_str()
+            .ok_or("a target group ARN")?
+            .to_string();
+        self.elb_call(
+            "CreateListener",
+            json!({"LoadBalancerArn": lb["LoadBalancers"][0]["LoadBalancerArn"],
+                   "Protocol": "HTTP", "Port": 80,
+                   "DefaultActions": [{"Type": "forward", "TargetGroupArn": tg}]}),
+        )
+        .await?;
+        self.elb_call(
+            "ModifyTargetGroupAttributes",
+            json!({"TargetGroupArn": tg, "Attributes": [
+                {"Key": "deregistration_delay.timeout_seconds", "Value": delay_s.to_string()}]}),
+        )
+        .await?;
+        self.target_groups.push(tg.clone());
+        Ok(tg)
+    }
+
+    /// Targets of tasks of `family` fail the load balancer's health checks.
+    pub fn fail_health_checks(&mut self, family: &str) {
+        self.failing_health_checks.insert(family.to_string());
     }
 
     /// Tasks of `family` exit as soon as they start.
@@ -297,7 +365,9 @@ impl Sim {
             let mut report = Vec::new();
             for t in by_node.get(reg.instance_id.as_str()).into_iter().flatten() {
                 let family = t.definition.family.as_deref().unwrap_or_default();
-                if t.desired_status == "STOPPED" {
+                if t.last_status == "DEACTIVATING" {
+                    // Draining from its load balancers: the long poll still says RUNNING.
+                } else if t.desired_status == "STOPPED" {
                     report.push(state(&t.arn, "STOPPED", None));
                 } else if !self.running.contains(&t.arn) {
                     if self.crashing.contains(family) {
@@ -305,7 +375,9 @@ impl Sim {
                     } else if self.rng.gen_bool(self.options.start_rate) {
                         self.running.insert(t.arn.clone());
                         self.started += 1;
-                        report.push(state(&t.arn, "RUNNING", None));
+                        let mut running = state(&t.arn, "RUNNING", None);
+                        running.containers = self.bind_ports(t);
+                        report.push(running);
                     }
                 } else if self.options.crash_rate > 0.0
                     && self.rng.gen_bool(self.options.crash_rate)
@@ -335,6 +407,194 @@ impl Sim {
         self.running.retain(|a| !gone.contains(a.as_str()));
     }
 
+    /// Containers as an agent reports them once they run: each port mapping bound to its host
+    /// port, or to a fresh dynamic one.
+    fn bind_ports(&mut self, t: &TaskRecord) -> Vec<api::ContainerState> {
+        let mut out = Vec::new();
+        for c in t.definition.container_definitions.iter().flatten() {
+            let mut bindings = Vec::new();
+            for m in c.port_mappings.iter().flatten() {
+                let host_port = match m.host_port.and_then(|p| u16::try_from(p).ok()) {
+                    Some(p) if p > 0 => p,
+                    _ => {
+                        self.next_port = self.next_port.wrapping_add(1).max(32768);
+                        self.next_port
+                    }
+                };
+                bindings.push(api::NetworkBinding {
+                    bind_ip: "0.0.0.0".into(),
+                    container_port: m
+                        .container_port
+                        .and_then(|p| u16::try_from(p).ok())
+                        .unwrap_or_default(),
+                    host_port,
+                    protocol: "tcp".into(),
+                });
+            }
+            out.push(api::ContainerState {
+                name: c.name.clone().unwrap_or_default(),
+                runtime_id: None,
+                status: "RUNNING".into(),
+                exit_code: None,
+                reason: None,
+                network_bindings: bindings,
+                health_status: None,
+                image_digest: None,
+            });
+        }
+        out
+    }
+
+    /// `(EC2 instance id, host port)` → the family of the live task bound there.
+    async fn bound(&self, tasks: &[TaskRecord]) -> HashMap<(String, i32), String> {
+        let instances: Vec<ContainerInstanceRecord> =
+            records(&self.store, kinds::CONTAINER_INSTANCE).await;
+        let ec2: HashMap<&str, &str> = instances
+            .iter()
+            .map(|i| (i.id.as_str(), i.ec2_instance_id.as_str()))
+            .collect();
+        let mut out = HashMap::new();
+        for t in tasks.iter().filter(|t| t.last_status != "STOPPED") {
+            let Some(host) = ec2.get(t.container_instance_id.as_str()) else {
+                continue;
+            };
+            for b in t
+                .containers
+                .iter()
+                .flat_map(|c| c.network_bindings.iter().flatten())
+            {
+                if let Some(port) = b.host_port {
+                    out.insert(
+                        (host.to_string(), port),
+                        t.definition.family.clone().unwrap_or_default(),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// The load balancer's health checker: a target still `initial` is found healthy at the
+    /// seeded rate, or unhealthy when its task's family fails health checks.
+    async fn health_checks(&mut self, tasks: &[TaskRecord]) -> Result<(), String> {
+        if self.target_groups.is_empty() {
+            return Ok(());
+        }
+        let bound = self.bound(tasks).await;
+        let targets: Vec<(String, TargetRecord)> = {
+            let mut out = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = self
+                    .store
+                    .list_as::<TargetRecord>(
+                        elb_records::TARGET,
+                        &ctx().partition(),
+                        "",
+                        after.as_deref(),
+                        1000,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let done = page.len() < 1000;
+                for r in page {
+                    after = Some(r.key.clone());
+                    out.push((r.key, r.value));
+                }
+                if done {
+                    break out;
+                }
+            }
+        };
+        for (key, target) in targets {
+            if target.deregistered_ms.is_some() {
+                continue;
+            }
+            let Some(found) = berth_store::get_as::<HealthRecord, _>(
+                &self.store,
+                elb_records::TARGET_HEALTH,
+                &ctx().partition(),
+                &key,
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            else {
+                continue;
+            };
+            let (health, version) = found;
+            if health.state != "initial" {
+                continue;
+            }
+            let family = bound
+                .get(&(target.id.clone(), target.port))
+                .cloned()
+                .unwrap_or_default();
+            let verdict = if self.failing_health_checks.contains(&family) {
+                HealthRecord {
+                    state: "unhealthy".into(),
+                    reason: Some("Target.ResponseCodeMismatch".into()),
+                    description: Some("Health checks failed with these codes: [500]".into()),
+                    successes: 0,
+                    failures: 2,
+                    updated_ms: self.now(),
+                }
+            } else if self.rng.gen_bool(self.options.healthy_rate) {
+                HealthRecord {
+                    state: "healthy".into(),
+                    reason: None,
+                    description: None,
+                    successes: 2,
+                    failures: 0,
+                    updated_ms: self.now(),
+                }
+            } else {
+                continue;
+            };
+            let op = Op::put(
+                elb_records::TARGET_HEALTH,
+                ctx().partition(),
+                key,
+                serde_json::to_value(&verdict).map_err(|e| e.to_string())?,
+                Expect::Version(version),
+            );
+            // A lost race with a deregistration is fine: the next step judges again.
+            let _ = self.store.commit(vec![op]).await;
+        }
+        Ok(())
+    }
+
+    /// No agent is asked to stop a task whose target a target group still holds.
+    async fn check_drained(&self, tasks: &[TaskRecord]) -> Result<(), String> {
+        if self.target_groups.is_empty() {
+            return Ok(());
+        }
+        let arns: Vec<&str> = self.target_groups.iter().map(String::as_str).collect();
+        let groups = berth_elbv2::group_views(&self.store, &ctx(), &arns, self.now())
+            .await
+            .map_err(|e| e.message.to_string())?;
+        let stopping: Vec<TaskRecord> = tasks
+            .iter()
+            .filter(|t| {
+                t.desired_status == "STOPPED"
+                    && t.last_status != "DEACTIVATING"
+                    && t.last_status != "STOPPED"
+            })
+            .cloned()
+            .collect();
+        let held = self.bound(&stopping).await;
+        for ((host, port), family) in held {
+            for (arn, g) in &groups {
+                if let Some(h) = g.health(&host, port) {
+                    return Err(format!(
+                        "a {family} task on {host}:{port} is stopping while {arn} holds its target ({:?})",
+                        h.state
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// One step: time passes, agents act, the liveness sweep and one controller pass run.
     /// With `options.checks`, the invariants are checked around the pass.
     pub async fn step(&mut self) -> Result<(), String> {
@@ -342,6 +602,7 @@ impl Sim {
         let tasks = self.tasks().await;
         self.steady_at_start = steady(&self.services().await, &tasks);
         self.agents(&tasks).await;
+        self.health_checks(&tasks).await?;
         drop(tasks);
         // The server sweeps every quarter grace, at most every 10 s.
         let every = (self.options.grace_ms / 4).clamp(100, 10_000);
@@ -368,6 +629,7 @@ impl Sim {
             let after = self.tasks().await;
             check_pass(&services, &before, &after)?;
             self.check_instances(&after).await?;
+            self.check_drained(&after).await?;
         }
         Ok(())
     }

@@ -137,3 +137,112 @@ async fn services_hold_their_invariants_through_failures_and_deployments() {
 async fn a_fleet_of_three_hundred_nodes_converges() {
     history(42, 300, 60).await;
 }
+
+async fn settle(sim: &mut Sim, seed: u64, what: &str) {
+    sim.run_until_steady(200)
+        .await
+        .unwrap_or_else(|v| panic!("seed {seed}, {what}: {v}"));
+}
+
+/// A service behind a target group: it reaches steady state only once its targets are healthy,
+/// rolls to a new revision and drains what it replaces (no agent is asked to stop a task whose
+/// target is still held: checked every step), and a revision whose targets fail their health
+/// checks is replaced task by task until the circuit breaker rolls it back. Nodes die and
+/// containers crash meanwhile.
+async fn behind_a_load_balancer(seed: u64) {
+    let mut sim = Sim::new(seed, 20, Options::default()).await;
+    for family in ["web", "sick"] {
+        sim.call(
+            "RegisterTaskDefinition",
+            json!({"family": family, "containerDefinitions": [{
+                "name": "app", "image": "busybox", "cpu": 128, "memory": 128,
+                "portMappings": [{"containerPort": 80, "hostPort": 0}]
+            }]}),
+        )
+        .await
+        .expect("register");
+    }
+    sim.fail_health_checks("sick");
+    let tg = sim.target_group("web", 20).await.expect("a target group");
+    sim.call(
+        "CreateService",
+        json!({"serviceName": "web", "taskDefinition": "web", "desiredCount": 6,
+               "healthCheckGracePeriodSeconds": 10,
+               "deploymentConfiguration": {"maximumPercent": 200, "minimumHealthyPercent": 50,
+                   "deploymentCircuitBreaker": {"enable": true, "rollback": true}},
+               "loadBalancers": [{"targetGroupArn": tg, "containerName": "app",
+                                  "containerPort": 80}]}),
+    )
+    .await
+    .expect("CreateService");
+    settle(&mut sim, seed, "first rollout").await;
+    let healthy = |v: &serde_json::Value| {
+        v["TargetHealthDescriptions"]
+            .as_array()
+            .map(|d| {
+                d.iter()
+                    .filter(|t| t["TargetHealth"]["State"] == "healthy")
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let describe = json!({"TargetGroupArn": tg});
+    let targets = sim
+        .elb_call("DescribeTargetHealth", describe.clone())
+        .await
+        .expect("DescribeTargetHealth");
+    assert_eq!(healthy(&targets), 6, "seed {seed}: {targets}");
+
+    sim.options.crash_rate = 0.01;
+    sim.call(
+        "UpdateService",
+        json!({"service": "web", "forceNewDeployment": true}),
+    )
+    .await
+    .expect("UpdateService");
+    for step in 0..40 {
+        if step == 10 {
+            sim.kill_random_node(15);
+        }
+        sim.step()
+            .await
+            .unwrap_or_else(|v| panic!("seed {seed}, rolling, step {step}: {v}"));
+    }
+    sim.options.crash_rate = 0.0;
+    settle(&mut sim, seed, "second rollout").await;
+
+    // A revision the load balancer finds unhealthy: its tasks are replaced after the grace
+    // period, counted as failures, and the circuit breaker rolls back to web.
+    sim.call(
+        "UpdateService",
+        json!({"service": "web", "taskDefinition": "sick"}),
+    )
+    .await
+    .expect("UpdateService");
+    settle(&mut sim, seed, "rollback").await;
+    let services = sim.services().await;
+    let web = services.iter().find(|s| s.name == "web").expect("web");
+    assert!(
+        web.task_definition.contains("task-definition/web:"),
+        "seed {seed}: web ended on {}",
+        web.task_definition
+    );
+    let failed = web
+        .deployments
+        .iter()
+        .find(|d| d.task_definition.contains("task-definition/sick:"))
+        .expect("the sick deployment");
+    assert_eq!(failed.rollout_state, "FAILED", "seed {seed}");
+    let targets = sim
+        .elb_call("DescribeTargetHealth", describe)
+        .await
+        .expect("DescribeTargetHealth");
+    assert_eq!(healthy(&targets), 6, "seed {seed}: {targets}");
+}
+
+#[tokio::test]
+async fn services_behind_a_load_balancer_gate_drain_and_roll_back() {
+    for seed in [7u64, 8] {
+        behind_a_load_balancer(seed).await;
+    }
+}

@@ -4,7 +4,7 @@
 use crate::control_plane::{ControlPlane, JOIN_TOKEN};
 use berth_agent::{Agent, Config, Registered};
 use berth_agent_api::{AssignedTask, TaskState, labels};
-use berth_runtime::{Call, ContainerId, FakeRuntime, Runtime, RuntimeError};
+use berth_runtime::{Call, ContainerId, FakeRuntime, Runtime, RuntimeError, StatsSample};
 use parking_lot::Mutex;
 use serde_json::json;
 use std::path::Path;
@@ -434,5 +434,84 @@ async fn stopped_containers_are_removed_after_the_cleanup_delay() {
             .then_some(())
     })
     .await;
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn task_usage_is_sampled_and_shipped_in_ecs_cpu_units_and_mib() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = fake();
+    let mut c = config(&cp, dir.path());
+    c.metrics_interval = Duration::from_millis(20);
+    let agent = start(c, Ok(f.clone().into()));
+
+    let t = task("busy", two_containers());
+    let arn = t.task_arn.clone();
+    cp.assign(t);
+    reported(&cp, &arn, "RUNNING").await;
+    let app = container(&f, &arn, "app").expect("app");
+    let side = container(&f, &arn, "sidecar").expect("sidecar");
+    let mib = 1024 * 1024;
+    let sample = |cpu_s: u64, system_s: u64, memory_mib: u64| StatsSample {
+        cpu_total_ns: cpu_s * 1_000_000_000,
+        system_cpu_ns: system_s * 1_000_000_000,
+        online_cpus: 2,
+        memory_usage_bytes: memory_mib * mib,
+        memory_limit_bytes: 64 * mib,
+        ..Default::default()
+    };
+    // The sampler has read these once it makes a stats call after they were set (the fake
+    // reads the value under the lock that records the call).
+    let seen_after = |f: &FakeRuntime, id: &ContainerId| {
+        f.take_calls();
+        let f = f.clone();
+        let id = id.clone();
+        move || {
+            f.calls()
+                .iter()
+                .any(|c| matches!(c, Call::Stats(s) if *s == id))
+                .then_some(())
+        }
+    };
+    // The sidecar idles (its CPU time stays put); only the app's counters move, so every
+    // sample the sampler takes is one of two consistent states.
+    f.set_stats(&side, sample(3, 100, 8));
+    f.set_stats(&app, sample(10, 100, 40));
+    eventually("a first sample", seen_after(&f, &app)).await;
+    // 10 s of host time on 2 CPUs is 5 s; the app used 5 s of CPU: one core, 1024 units.
+    f.set_stats(&app, sample(15, 110, 40));
+    let usage = eventually("the task's usage", || {
+        cp.state
+            .lock()
+            .metrics
+            .iter()
+            .flat_map(|m| m.tasks.iter())
+            .find(|u| u.task_arn == arn && u.cpu_units > 1000.0)
+            .cloned()
+    })
+    .await;
+    assert!((usage.cpu_units - 1024.0).abs() < 1e-6, "{usage:?}");
+    assert!((usage.memory_mib - 48.0).abs() < 1e-9, "{usage:?}");
+    let reports = cp.state.lock().metrics.clone();
+    assert!(reports.iter().all(|m| m.instance_id == "inst-1"));
+    // A task's usage is never shipped twice in one report.
+    for m in &reports {
+        let mut arns: Vec<&str> = m.tasks.iter().map(|t| t.task_arn.as_str()).collect();
+        arns.sort_unstable();
+        arns.dedup();
+        assert_eq!(arns.len(), m.tasks.len(), "{m:?}");
+    }
+
+    // Once the task stops, it is no longer sampled.
+    f.exit(&app, 0);
+    reported(&cp, &arn, "STOPPED").await;
+    let before = cp.state.lock().metrics.len();
+    eventually("two more reports", || {
+        (cp.state.lock().metrics.len() >= before + 2).then_some(())
+    })
+    .await;
+    let last = cp.state.lock().metrics.last().cloned().expect("a report");
+    assert!(last.tasks.is_empty(), "{last:?}");
     agent.shutdown().await;
 }

@@ -26,6 +26,8 @@ pub struct State {
     pub registrations: Vec<api::RegisterRequest>,
     pub reports: Vec<api::TaskState>,
     pub polls: u64,
+    /// Every metrics report received, in order.
+    pub metrics: Vec<api::MetricsReport>,
 }
 
 #[derive(Clone)]
@@ -61,6 +63,7 @@ impl ControlPlane {
             .route(api::REGISTER, post(register))
             .route(api::POLL, post(poll))
             .route(api::STATE, post(report))
+            .route(api::METRICS, post(metrics))
             .with_state(self.clone());
         let handle = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -261,5 +264,21 @@ async fn report(
     if changed {
         cp.changed.notify_waiters();
     }
+    json(&serde_json::json!({}))
+}
+
+async fn metrics(
+    axum::extract::State(cp): axum::extract::State<ControlPlane>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(req) = serde_json::from_slice::<api::MetricsReport>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "BadRequest", "bad body");
+    };
+    let mut s = cp.state.lock();
+    if !authorized(&s, &headers, &req.instance_id) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthorized", "bad node token");
+    }
+    s.metrics.push(req);
     json(&serde_json::json!({}))
 }

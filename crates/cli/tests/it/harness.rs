@@ -65,6 +65,8 @@ pub struct Opts {
     pub dir: Option<Arc<TempDir>>,
     /// `berth server` (no in-process agent) instead of `berth up`.
     pub server_only: bool,
+    /// More command-line flags, e.g. `--lb-idle-timeout-secs 2`.
+    pub args: Vec<String>,
 }
 
 impl Default for Opts {
@@ -75,6 +77,7 @@ impl Default for Opts {
             listen: "127.0.0.1:0".into(),
             dir: None,
             server_only: false,
+            args: Vec::new(),
         }
     }
 }
@@ -106,6 +109,12 @@ impl Opts {
     /// Start `berth server`: the control plane alone, for tests that run `berth agent` apart.
     pub fn server_only(mut self) -> Self {
         self.server_only = true;
+        self
+    }
+
+    /// One more command-line flag (or its value).
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
         self
     }
 }
@@ -162,6 +171,7 @@ impl Berth {
         if opts.allow_reset {
             cmd.arg("--allow-reset");
         }
+        cmd.args(&opts.args);
         // A known join token, so suites can act as an agent (the conformance waiters do).
         cmd.arg("--join-token")
             .arg(berth_conformance::profile::AGENT_JOIN_TOKEN);

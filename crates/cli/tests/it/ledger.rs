@@ -29,6 +29,14 @@ const LOGS_UNSUPPORTED: &str = include_str!(concat!(
 /// The awsJson target prefix of CloudWatch Logs.
 const LOGS: &str = "Logs_20140328";
 
+const CLOUDWATCH_UNSUPPORTED: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../cloudwatch/unsupported-operations.txt"
+));
+
+/// The awsJson 1.0 target prefix of CloudWatch (what botocore sends, with `x-amzn-query-mode`).
+const CLOUDWATCH: &str = "GraniteServiceVersion20100801";
+
 const ELBV2_UNSUPPORTED: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../elbv2/unsupported-operations.txt"
@@ -187,6 +195,43 @@ fn every_logs_operation_is_implemented_or_listed_as_unsupported() {
         "PutLogEvents",
         "GetLogEvents",
         "FilterLogEvents",
+    ] {
+        assert!(implemented.contains(op), "{op}");
+    }
+}
+
+#[test]
+fn every_cloudwatch_operation_is_implemented_or_listed_as_unsupported() {
+    let implemented = check_ledger(
+        &botocore_model_of("cloudwatch/2010-08-01"),
+        CLOUDWATCH,
+        "CloudWatch",
+        CLOUDWATCH_UNSUPPORTED,
+        40,
+        |berth, name, input| {
+            let body = input.to_string();
+            let mut headers = sign_for(
+                "monitoring",
+                berth.addr,
+                &berth.keys,
+                "us-east-1",
+                &format!("{CLOUDWATCH}.{name}"),
+                body.as_bytes(),
+                std::time::SystemTime::now(),
+            );
+            headers.push(("x-amzn-query-mode".into(), "true".into()));
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            berth.post("/", &headers, body.as_bytes())
+        },
+    );
+    for op in [
+        "PutMetricData",
+        "GetMetricData",
+        "PutMetricAlarm",
+        "DescribeAlarms",
     ] {
         assert!(implemented.contains(op), "{op}");
     }

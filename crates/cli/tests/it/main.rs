@@ -2,8 +2,12 @@
 //! processes and drives them with the clients users have (aws CLI, boto3, the Rust SDK, raw
 //! HTTP).
 
+mod autoscaling;
 mod bad_input;
+mod cloudwatch;
+mod cloudwatch_protocols;
 mod conformance;
+mod container_metrics;
 mod crash;
 mod ecr;
 mod ecr_lifecycle;
@@ -11,11 +15,14 @@ mod ecs_api;
 mod elbv2;
 mod faults;
 mod harness;
+mod lb;
+mod lb_services;
 mod ledger;
 mod lifecycle;
 mod logs;
 mod profile;
 mod registry_clients;
+mod scaling_loop;
 mod services;
 mod task_definition_clients;
 mod tasks;

@@ -5,36 +5,12 @@
 //! service puts one task on each of two agents.
 
 use crate::harness::{AgentProcess, Berth, Opts, TempDir};
-use crate::tasks::{docker, import_busybox};
+use crate::tasks::{FamilyCleanup, docker, import_busybox};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 /// Upper bound for a service to reach a state: generous, CI machines are slow and busy.
 const WAIT: Duration = Duration::from_secs(120);
-
-/// Removes the containers and image a test made, even when it fails half-way.
-struct Cleanup {
-    family: String,
-    image: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let ids = docker(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!(
-                "label=com.amazonaws.ecs.task-definition-family={}",
-                self.family
-            ),
-        ]);
-        for id in ids.split_whitespace() {
-            let _ = docker(&["rm", "-f", id]);
-        }
-        let _ = docker(&["rmi", "-f", &self.image]);
-    }
-}
 
 fn aws(berth: &Berth, args: &[&str]) -> Value {
     berth.aws_profile(args).json()
@@ -160,7 +136,7 @@ fn a_service_is_kept_replaced_rolled_out_and_rolled_back() {
     let berth = Berth::start(Opts::default());
     let family = format!("svc-{}", std::process::id());
     let image = import_busybox(&family);
-    let _cleanup = Cleanup {
+    let _cleanup = FamilyCleanup {
         family: family.clone(),
         image: image.clone(),
     };
@@ -422,7 +398,7 @@ fn a_daemon_service_runs_one_task_on_each_agent() {
     let berth = Berth::start(Opts::default());
     let family = format!("daemon-{}", std::process::id());
     let image = import_busybox(&family);
-    let _cleanup = Cleanup {
+    let _cleanup = FamilyCleanup {
         family: family.clone(),
         image: image.clone(),
     };
@@ -537,7 +513,7 @@ fn a_deployment_killed_midway_finishes_without_duplicates_after_a_restart() {
     let berth = Berth::start(Opts::default());
     let family = format!("restart-{}", std::process::id());
     let image = import_busybox(&family);
-    let _cleanup = Cleanup {
+    let _cleanup = FamilyCleanup {
         family: family.clone(),
         image: image.clone(),
     };

@@ -34,6 +34,31 @@ impl Drop for DockerCleanup {
     }
 }
 
+/// Removes the containers of a task definition family and the test's image, even when the test
+/// fails half-way.
+pub(crate) struct FamilyCleanup {
+    pub(crate) family: String,
+    pub(crate) image: String,
+}
+
+impl Drop for FamilyCleanup {
+    fn drop(&mut self) {
+        let ids = docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!(
+                "label=com.amazonaws.ecs.task-definition-family={}",
+                self.family
+            ),
+        ]);
+        for id in ids.split_whitespace() {
+            let _ = docker(&["rm", "-f", id]);
+        }
+        let _ = docker(&["rmi", "-f", &self.image]);
+    }
+}
+
 pub(crate) fn docker(args: &[&str]) -> String {
     let out = Command::new("docker")
         .args(args)

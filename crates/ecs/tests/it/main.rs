@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+mod lb;
+
 const JOIN: &str = "join-secret";
 const T0: i64 = 1_700_000_000_000;
 

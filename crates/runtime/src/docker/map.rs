@@ -356,16 +356,19 @@ pub(super) fn stats(s: ContainerStatsResponse) -> StatsSample {
     let cpu = s.cpu_stats.unwrap_or_default();
     let mem = s.memory_stats.unwrap_or_default();
     let usage = mem.usage.unwrap_or(0);
-    // What `docker stats` subtracts: inactive page cache (cgroup v2 `inactive_file`,
-    // v1 `total_inactive_file`).
+    // What `docker stats` subtracts: the inactive page cache, which the kernel reclaims before
+    // it would OOM-kill. cgroup v1 reports it as `total_inactive_file` (hierarchical; v1's own
+    // `inactive_file` leaves out child cgroups), v2 as `inactive_file`. Like the docker CLI,
+    // a value not below the usage is ignored rather than driving the result to zero.
     let cache = mem
         .stats
         .as_ref()
         .and_then(|m| {
-            m.get("inactive_file")
-                .or_else(|| m.get("total_inactive_file"))
+            m.get("total_inactive_file")
+                .or_else(|| m.get("inactive_file"))
                 .copied()
         })
+        .filter(|&c| c < usage)
         .unwrap_or(0);
     let (rx, tx) = s
         .networks
@@ -378,9 +381,20 @@ pub(super) fn stats(s: ContainerStatsResponse) -> StatsSample {
             )
         });
     StatsSample {
-        cpu_total_ns: cpu.cpu_usage.and_then(|u| u.total_usage).unwrap_or(0),
+        cpu_total_ns: cpu
+            .cpu_usage
+            .as_ref()
+            .and_then(|u| u.total_usage)
+            .unwrap_or(0),
         system_cpu_ns: cpu.system_cpu_usage.unwrap_or(0),
-        online_cpus: cpu.online_cpus.unwrap_or(0),
+        // Engines before API 1.27 send no `online_cpus`; the docker CLI then counts
+        // `percpu_usage`.
+        online_cpus: cpu.online_cpus.filter(|&n| n > 0).unwrap_or_else(|| {
+            cpu.cpu_usage
+                .as_ref()
+                .and_then(|u| u.percpu_usage.as_ref())
+                .map_or(0, |p| u32::try_from(p.len()).unwrap_or(u32::MAX))
+        }),
         memory_usage_bytes: usage.saturating_sub(cache),
         memory_limit_bytes: mem.limit.unwrap_or(0),
         network_rx_bytes: rx,
@@ -601,6 +615,58 @@ mod tests {
         let e = event(msg("health_status: healthy", &[])).unwrap();
         assert_eq!(e.kind, EventKind::HealthStatus(Health::Healthy));
         assert!(event(msg("exec_start: sh", &[])).is_none());
+    }
+
+    fn stats_response(memory: &[(&str, u64)], online_cpus: Option<u32>) -> ContainerStatsResponse {
+        ContainerStatsResponse {
+            cpu_stats: Some(bollard::models::ContainerCpuStats {
+                cpu_usage: Some(bollard::models::ContainerCpuUsage {
+                    total_usage: Some(7_000_000_000),
+                    percpu_usage: Some(vec![1, 2, 3]),
+                    ..Default::default()
+                }),
+                system_cpu_usage: Some(90_000_000_000),
+                online_cpus,
+                ..Default::default()
+            }),
+            memory_stats: Some(bollard::models::ContainerMemoryStats {
+                usage: Some(100 * MIB as u64),
+                limit: Some(512 * MIB as u64),
+                stats: Some(memory.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn stats_compute_memory_as_docker_stats_does() {
+        let mib = MIB as u64;
+        // cgroup v2: usage less `inactive_file`.
+        let v2 = stats(stats_response(&[("inactive_file", 30 * mib)], Some(2)));
+        assert_eq!(v2.memory_usage_bytes, 70 * mib);
+        assert_eq!(v2.memory_limit_bytes, 512 * mib);
+        assert_eq!(v2.cpu_total_ns, 7_000_000_000);
+        assert_eq!(v2.system_cpu_ns, 90_000_000_000);
+        assert_eq!(v2.online_cpus, 2);
+        // cgroup v1 reports both; the hierarchical `total_inactive_file` is the one subtracted.
+        let v1 = stats(stats_response(
+            &[
+                ("inactive_file", 5 * mib),
+                ("total_inactive_file", 40 * mib),
+            ],
+            Some(2),
+        ));
+        assert_eq!(v1.memory_usage_bytes, 60 * mib);
+        // A cache figure not below the usage is ignored, as the docker CLI does.
+        let odd = stats(stats_response(&[("inactive_file", 200 * mib)], Some(2)));
+        assert_eq!(odd.memory_usage_bytes, 100 * mib);
+        // No `online_cpus` (old engines): the per-CPU list's length.
+        assert_eq!(stats(stats_response(&[], None)).online_cpus, 3);
+        assert_eq!(
+            stats(ContainerStatsResponse::default()),
+            StatsSample::default()
+        );
     }
 
     #[test]

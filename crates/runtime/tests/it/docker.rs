@@ -234,6 +234,29 @@ async fn runs_inspects_logs_samples_and_stops_a_container() {
 }
 
 #[tokio::test]
+async fn stats_count_a_busy_containers_cpu_time_and_its_memory() {
+    let h = Harness::new("stats").await;
+    let mut spec = h.spec("busy", "while :; do :; done");
+    spec.memory_limit_mib = Some(32);
+    let id = h.run(&spec).await;
+    let first = h.rt.stats(&id).await.unwrap();
+    assert!(first.online_cpus > 0, "{first:?}");
+    assert_eq!(first.memory_limit_bytes, 32 * 1024 * 1024);
+    assert!(
+        first.memory_usage_bytes > 0 && first.memory_usage_bytes < first.memory_limit_bytes,
+        "{first:?}"
+    );
+    // The counters are cumulative: a busy loop's CPU time and the host's both grow.
+    let later = eventually(Duration::from_secs(30), "more CPU time", || async {
+        let s = h.rt.stats(&id).await.unwrap();
+        (s.cpu_total_ns > first.cpu_total_ns && s.system_cpu_ns > first.system_cpu_ns).then_some(s)
+    })
+    .await;
+    assert!(later.cpu_total_ns - first.cpu_total_ns <= later.system_cpu_ns - first.system_cpu_ns);
+    h.rt.remove(&id).await.unwrap();
+}
+
+#[tokio::test]
 async fn stop_kills_after_the_timeout_and_exit_codes_are_reported() {
     let h = Harness::new("exit").await;
     let mut events = h.rt.events();

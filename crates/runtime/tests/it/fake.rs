@@ -357,6 +357,44 @@ async fn failures_can_be_injected() {
 }
 
 #[tokio::test]
+async fn stats_are_settable_and_a_cpu_load_advances_the_counters_per_call() {
+    let (fake, rt) = setup().await;
+    let id = rt.create(&spec("busy")).await.unwrap();
+    rt.start(&id).await.unwrap();
+    let set = berth_runtime::StatsSample {
+        cpu_total_ns: 5,
+        system_cpu_ns: 7,
+        online_cpus: 4,
+        memory_usage_bytes: 3 * 1024 * 1024,
+        memory_limit_bytes: 8 * 1024 * 1024,
+        ..Default::default()
+    };
+    fake.set_stats(&id, set);
+    assert_eq!(rt.stats(&id).await.unwrap(), set);
+    assert_eq!(
+        rt.stats(&id).await.unwrap(),
+        set,
+        "no load: the counters stay"
+    );
+
+    fake.set_cpu_load(&id, 1.5);
+    let a = rt.stats(&id).await.unwrap();
+    let b = rt.stats(&id).await.unwrap();
+    // One second of host time per call on 4 CPUs, 1.5 s of it the container's.
+    assert_eq!(b.system_cpu_ns - a.system_cpu_ns, 4_000_000_000);
+    assert_eq!(b.cpu_total_ns - a.cpu_total_ns, 1_500_000_000);
+    assert_eq!(a.system_cpu_ns - set.system_cpu_ns, 4_000_000_000);
+    assert_eq!(b.memory_usage_bytes, set.memory_usage_bytes);
+    assert!(
+        fake.calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Stats(s) if *s == id))
+            .count()
+            >= 4
+    );
+}
+
+#[tokio::test]
 async fn volumes_are_created_and_refused_removal_while_used() {
     let (fake, rt) = setup().await;
     rt.create_volume(&berth_runtime::VolumeSpec {

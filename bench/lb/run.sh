@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# bench/lb/run.sh: berth's load balancer data plane against nginx as a reverse proxy, side by
+# side in one run. One nginx serves a small static file on loopback (the backend); a second
+# nginx proxies to it with upstream keep-alive (the anchor); `berth up --auth open` gets a load
+# balancer, an `ip` target group holding the same backend and a listener (through the real
+# aws CLI). `wrk -t2 -c64 -d10s` runs against both; then berth's RSS is read with 10,000 idle
+# client connections open on its listener. Prints one table with the ratios.
+# Knobs (environment): DURATION (10s), CONNS (64), IDLE (10000), SKIP_BUILD=1.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+IDLE=${IDLE:-10000}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-lb.XXXXXX")
+PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    [ -f "$WORK/backend.pid" ] && kill "$(cat "$WORK/backend.pid")" 2>/dev/null || true
+    [ -f "$WORK/proxy.pid" ] && kill "$(cat "$WORK/proxy.pid")" 2>/dev/null || true
+    sleep 0.2
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if ! command -v wrk >/dev/null || { ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; }; then
+    apt-get install -y wrk nginx >&2
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+if [ -z "${SKIP_BUILD:-}" ]; then
+    (cd "$ROOT" && cargo build --release -p berth >&2)
+fi
+BERTH=$TARGET_DIR/release/berth
+AWS=$ROOT/target/pyenv/bin/aws
+[ -x "$AWS" ] || AWS=aws
+
+# Room for 10,000 idle clients on both ends (as many descriptors as the hard limit allows).
+HARD=$(ulimit -Hn)
+if [ "$HARD" = unlimited ] || [ "$HARD" -gt 65536 ]; then HARD=65536; fi
+ulimit -n "$HARD"
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+BACKEND_PORT=$(free_port)
+PROXY_PORT=$(free_port)
+API_PORT=$(free_port)
+LB_PORT=$(free_port)
+
+mkdir -p "$WORK/www" "$WORK/nginx-tmp"
+# nginx's workers run as an unprivileged user: they need to reach the page.
+chmod 755 "$WORK" "$WORK/www"
+# A small page, about the size of a typical API answer.
+python3 -c 'print("x" * 600)' >"$WORK/www/index.html"
+
+nginx_conf() { # name, body of the server block
+    cat <<CONF
+worker_processes auto;
+pid $WORK/$1.pid;
+error_log $WORK/$1.error.log warn;
+daemon on;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx-tmp;
+    proxy_temp_path $WORK/nginx-tmp;
+    fastcgi_temp_path $WORK/nginx-tmp;
+    uwsgi_temp_path $WORK/nginx-tmp;
+    scgi_temp_path $WORK/nginx-tmp;
+    keepalive_requests 1000000;
+    $2
+}
+CONF
+}
+nginx_conf backend "server { listen 127.0.0.1:$BACKEND_PORT; root $WORK/www; }" >"$WORK/backend.conf"
+nginx_conf proxy "upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 128; }
+    server { listen 127.0.0.1:$PROXY_PORT;
+        location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }" >"$WORK/proxy.conf"
+"$NGINX" -c "$WORK/backend.conf" -p "$WORK" 2>/dev/null
+"$NGINX" -c "$WORK/proxy.conf" -p "$WORK" 2>/dev/null
+
+"$BERTH" up --listen "127.0.0.1:$API_PORT" --data-dir "$WORK/berth" --aws-config-dir "$WORK/aws" \
+    --auth open >"$WORK/berth.log" 2>&1 &
+BERTH_PID=$!
+PIDS+=("$BERTH_PID")
+for _ in $(seq 400); do
+    grep -q "serving every API" "$WORK/berth.log" 2>/dev/null && break
+    sleep 0.05
+done
+grep -q "serving every API" "$WORK/berth.log" || { cat "$WORK/berth.log" >&2; exit 1; }
+
+export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_DEFAULT_REGION=us-east-1
+export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
+elb() { "$AWS" --endpoint-url "http://127.0.0.1:$API_PORT" elbv2 "$@" --query "$QUERY" --output text; }
+QUERY='LoadBalancers[0].LoadBalancerArn' LB=$(elb create-load-balancer --name bench)
+QUERY='TargetGroups[0].TargetGroupArn' TG=$(elb create-target-group --name backend --protocol HTTP \
+    --port "$BACKEND_PORT" --target-type ip --health-check-path /index.html)
+"$AWS" --endpoint-url "http://127.0.0.1:$API_PORT" elbv2 register-targets --target-group-arn "$TG" \
+    --targets "Id=127.0.0.1,Port=$BACKEND_PORT" >/dev/null
+QUERY='Listeners[0].ListenerArn' elb create-listener --load-balancer-arn "$LB" --protocol HTTP \
+    --port "$LB_PORT" --default-actions "Type=forward,TargetGroupArn=$TG" >/dev/null
+for _ in $(seq 200); do
+    curl -sf "http://127.0.0.1:$LB_PORT/index.html" >/dev/null && break
+    sleep 0.05
+done
+curl -sf "http://127.0.0.1:$LB_PORT/index.html" >/dev/null || {
+    echo "the listener does not serve" >&2
+    curl -sv "http://127.0.0.1:$LB_PORT/index.html" >&2 || true
+    cat "$WORK/berth.log" "$WORK"/*.error.log >&2
+    exit 1
+}
+
+# wrk's "Requests/sec" and its 99th percentile latency in milliseconds.
+measure() { # url
+    local out rps p99
+    out=$(wrk -t2 -c"$CONNS" -d"$DURATION" --latency "$1")
+    if echo "$out" | grep -q "Non-2xx\|Socket errors"; then
+        echo "$out" | grep "Non-2xx\|Socket errors" >&2
+    fi
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p99=$(echo "$out" | awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}')
+    echo "$rps $p99"
+}
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$BERTH_PID/status"; }
+
+echo "berth load balancer benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $("$NGINX" -v 2>&1 | sed 's/.*: //'), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+# Warm both paths (pools, caches) before measuring.
+wrk -t2 -c"$CONNS" -d2s "http://127.0.0.1:$PROXY_PORT/index.html" >/dev/null
+wrk -t2 -c"$CONNS" -d2s "http://127.0.0.1:$LB_PORT/index.html" >/dev/null
+read -r NGINX_RPS NGINX_P99 < <(measure "http://127.0.0.1:$PROXY_PORT/index.html")
+read -r BERTH_RPS BERTH_P99 < <(measure "http://127.0.0.1:$LB_PORT/index.html")
+
+RSS_BEFORE=$(rss_kib)
+python3 - "$LB_PORT" "$IDLE" "$BERTH_PID" >"$WORK/idle.txt" <<'PY'
+import socket, sys, time
+port, n, pid = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+conns = []
+for _ in range(n):
+    s = socket.socket()
+    s.connect(("127.0.0.1", port))
+    conns.append(s)
+# Let berth accept every connection and set each one up.
+time.sleep(3)
+rss = [l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")][0]
+# Every connection is still open: none has been answered or closed.
+for s in conns:
+    s.setblocking(False)
+    try:
+        if s.recv(1) == b"":
+            raise SystemExit("a connection was closed while idle")
+    except BlockingIOError:
+        pass
+print(len(conns), rss)
+PY
+read -r IDLE_OPEN RSS_IDLE <"$WORK/idle.txt"
+
+python3 - "$NGINX_RPS" "$NGINX_P99" "$BERTH_RPS" "$BERTH_P99" "$RSS_BEFORE" "$RSS_IDLE" "$IDLE_OPEN" <<'PY'
+import sys
+nr, np, br, bp, before, idle, n = sys.argv[1:]
+nr, np, br, bp = float(nr), float(np), float(br), float(bp)
+mib = lambda k: int(k) / 1024
+print(f"{'':28}{'nginx proxy':>14}{'berth lb':>14}{'ratio':>10}{'goal':>10}")
+print(f"{'requests/s (wrk -t2 -c64)':28}{nr:>14.0f}{br:>14.0f}{br/nr:>9.2f}x{'>= 1.2x':>10}")
+print(f"{'p99 latency (ms)':28}{np:>14.2f}{bp:>14.2f}{bp/np:>9.2f}x{'<= 1.0x':>10}")
+print(f"{'berth RSS idle (MiB)':28}{'':>14}{mib(before):>14.1f}")
+print(f"{'berth RSS, ' + n + ' idle conns':28}{'':>14}{mib(idle):>14.1f}{'':>10}{'< 64 MiB':>10}")
+PY
