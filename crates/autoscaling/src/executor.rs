@@ -6,7 +6,7 @@
 use crate::Autoscaling;
 use crate::common::{self, store_error};
 use crate::decide::{self, Decision, Held, PolicyInput};
-use crate::records::{self, AlarmStateRecord, PolicyRecord, ScheduledRecord, TargetRecord};
+use crate::records::{self, AlarmStateRecord, PolicyRecord, ScheduledRecord};
 use crate::{activities, schedule};
 use berth_aws::AwsError;
 use berth_cloudwatch::{AlarmActions, AlarmTransition};
@@ -98,9 +98,9 @@ impl Autoscaling {
         Ok(())
     }
 
-    /// One round of periodic work: targets whose alarms are still in ALARM are evaluated again
-    /// once per alarm period (as AWS re-evaluates while an alarm stays in ALARM), and scheduled
-    /// actions whose time has come run. The server calls it every few seconds.
+    /// One round of periodic work: scheduled actions whose time has come run. (An alarm that
+    /// stays in ALARM needs nothing here: CloudWatch fires it again every period with its newest
+    /// value, as AWS does, and `fire` evaluates again.) The server calls it every few seconds.
     pub async fn tick(&self) {
         if let Err(e) = self.tick_inner().await {
             tracing::warn!(code = %e.code, "autoscaling: tick failed: {}", e.message);
@@ -109,7 +109,6 @@ impl Autoscaling {
 
     async fn tick_inner(&self) -> Result<(), AwsError> {
         let now = self.now_ms();
-        let period_ms = i64::from(self.alarm_period_secs()) * 1000;
         let partitions: Vec<String> =
             common::all::<serde_json::Value>(self, records::PARTITIONS, "", "")
                 .await?
@@ -117,22 +116,6 @@ impl Autoscaling {
                 .map(|(k, _, _)| k)
                 .collect();
         for partition in partitions {
-            let states =
-                common::all::<AlarmStateRecord>(self, records::ALARM_STATE, &partition, "").await?;
-            for (resource_id, _, target) in
-                common::all::<TargetRecord>(self, records::TARGET, &partition, "").await?
-            {
-                let prefix = records::children_prefix(&resource_id);
-                let alarming = states
-                    .iter()
-                    .any(|(_, _, s)| s.state == "ALARM" && s.policy_key.starts_with(&prefix));
-                if alarming
-                    && now - target.last_evaluated_ms >= period_ms
-                    && let Err(e) = self.evaluate(&partition, &resource_id, None).await
-                {
-                    tracing::warn!(code = %e.code, "autoscaling: evaluating {resource_id} failed: {}", e.message);
-                }
-            }
             for (key, version, action) in
                 common::all::<ScheduledRecord>(self, records::SCHEDULED, &partition, "").await?
             {

@@ -41,7 +41,8 @@ pub struct TargetRecord {
     pub tags: BTreeMap<String, String>,
     #[serde(default)]
     pub cooldowns: Cooldowns,
-    /// When the executor last evaluated the policies (ALARM is re-evaluated once per period).
+    /// When the executor last evaluated the policies (the claim that keeps one alarm event from
+    /// scaling twice).
     #[serde(default)]
     pub last_evaluated_ms: i64,
 }

@@ -211,6 +211,42 @@ pub fn transition(
     ))
 }
 
+/// The actions an alarm staying in ALARM fires again: its Application Auto Scaling policies,
+/// when actions are enabled. Nothing is written: a repeat is not a state change.
+pub fn repeat(
+    partition: &str,
+    record: &AlarmRecord,
+    outcome: &Outcome,
+    now_ms: i64,
+) -> Option<AlarmTransition> {
+    let alarm = &record.alarm;
+    if outcome.state != State::Alarm || !alarm.actions_enabled.unwrap_or(true) {
+        return None;
+    }
+    let actions: Vec<String> = alarm
+        .alarm_actions
+        .iter()
+        .flatten()
+        .filter(|a| a.starts_with("arn:aws:autoscaling:"))
+        .cloned()
+        .collect();
+    if actions.is_empty() {
+        return None;
+    }
+    Some(AlarmTransition {
+        partition: partition.to_string(),
+        alarm_name: alarm.alarm_name.clone().unwrap_or_default(),
+        alarm_arn: alarm.alarm_arn.clone().unwrap_or_default(),
+        old_state: "ALARM".into(),
+        new_state: "ALARM".into(),
+        reason: outcome.reason.clone(),
+        actions,
+        timestamp_ms: now_ms,
+        value: outcome.value,
+        threshold: alarm.threshold,
+    })
+}
+
 fn check_actions(list: Option<&Vec<String>>, at: &str) -> Result<(), AwsError> {
     for action in list.into_iter().flatten() {
         if berth_model::Arn::parse(action).is_err() {

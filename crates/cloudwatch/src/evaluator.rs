@@ -71,6 +71,14 @@ impl Cloudwatch {
             .unwrap_or(State::InsufficientData);
         let outcome = evaluate::evaluate(&rule, &datapoints, current, now);
         if outcome.state == current {
+            // CloudWatch invokes Auto Scaling actions again every period while the alarm stays
+            // in ALARM, with the newest value, so a policy keeps tracking a metric that goes on
+            // rising; other actions fire on transitions only.
+            if let Some(t) = alarms::repeat(partition, &record, &outcome, now)
+                && self.due_again(partition, &t.alarm_name, now, period_ms)
+            {
+                self.fire(t);
+            }
             return Ok(());
         }
         let (ops, fired) = alarms::transition(partition, &mut record, version, outcome, now)?;

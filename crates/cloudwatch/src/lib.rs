@@ -67,6 +67,9 @@ struct Inner {
     series: series::SeriesStore,
     actions: RwLock<Arc<dyn AlarmActions>>,
     last_maintenance: AtomicI64,
+    /// When each alarm (partition, name) last fired its actions: an alarm that stays in ALARM
+    /// fires them again once per period. In memory: after a restart it fires at once.
+    last_fired: parking_lot::Mutex<std::collections::HashMap<(String, String), i64>>,
 }
 
 impl Cloudwatch {
@@ -91,6 +94,7 @@ impl Cloudwatch {
                 series,
                 actions: RwLock::new(Arc::new(NoActions)),
                 last_maintenance: AtomicI64::new(i64::MIN),
+                last_fired: Default::default(),
             }),
         })
     }
@@ -142,8 +146,27 @@ impl Cloudwatch {
     }
 
     pub(crate) fn fire(&self, transition: AlarmTransition) {
+        self.inner.last_fired.lock().insert(
+            (transition.partition.clone(), transition.alarm_name.clone()),
+            transition.timestamp_ms,
+        );
         let sink = self.inner.actions.read().clone();
         sink.fire(transition);
+    }
+
+    /// Whether an alarm last fired at least `period_ms` before `now_ms` (or never did).
+    pub(crate) fn due_again(
+        &self,
+        partition: &str,
+        name: &str,
+        now_ms: i64,
+        period_ms: i64,
+    ) -> bool {
+        self.inner
+            .last_fired
+            .lock()
+            .get(&(partition.to_string(), name.to_string()))
+            .is_none_or(|at| now_ms - at >= period_ms)
     }
 
     pub(crate) fn store(&self) -> &AnyStore {

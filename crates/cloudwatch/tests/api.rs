@@ -469,14 +469,23 @@ async fn an_alarm_goes_insufficient_data_alarm_ok_and_fires_once_per_transition(
         .iter()
         .map(|t| (t.old_state.as_str(), t.new_state.as_str()))
         .collect();
+    // Staying in ALARM, the Auto Scaling action is fired again once a period has passed since
+    // the last time (at 20.5 s, not at 12 s or 15 s), with the newest value.
     assert_eq!(
         states,
-        vec![("INSUFFICIENT_DATA", "ALARM"), ("ALARM", "OK")]
+        vec![
+            ("INSUFFICIENT_DATA", "ALARM"),
+            ("ALARM", "ALARM"),
+            ("ALARM", "OK")
+        ]
     );
     assert_eq!(fired[0].value, Some(80.0));
     assert_eq!(fired[0].threshold, Some(50.0));
     assert!(fired[0].actions[0].ends_with("policyName/out"));
-    assert!(fired[1].actions[0].ends_with("policyName/in"));
+    assert_eq!(fired[1].timestamp_ms, T0 + 20_500);
+    assert_eq!(fired[1].value, Some(80.0));
+    assert!(fired[1].actions[0].ends_with("policyName/out"));
+    assert!(fired[2].actions[0].ends_with("policyName/in"));
     assert_eq!(
         fired[0].alarm_arn,
         "arn:aws:cloudwatch:us-east-1:000000000000:alarm:high-cpu"
@@ -534,7 +543,7 @@ async fn an_alarm_goes_insufficient_data_alarm_ok_and_fires_once_per_transition(
     )
     .await;
     assert_eq!(w.state("high-cpu").await, "ALARM");
-    assert_eq!(w.fired.0.lock().len(), 2);
+    assert_eq!(w.fired.0.lock().len(), 3);
     w.ok("EnableAlarmActions", json!({"AlarmNames": ["high-cpu"]}))
         .await;
     w.ok(
@@ -542,7 +551,7 @@ async fn an_alarm_goes_insufficient_data_alarm_ok_and_fires_once_per_transition(
         json!({"AlarmName": "high-cpu", "StateValue": "OK", "StateReason": "test"}),
     )
     .await;
-    assert_eq!(w.fired.0.lock().len(), 3);
+    assert_eq!(w.fired.0.lock().len(), 4);
 }
 
 #[tokio::test]

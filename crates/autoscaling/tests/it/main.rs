@@ -574,7 +574,7 @@ async fn target_tracking_makes_its_alarms_and_scales_out_within_max() {
 }
 
 #[tokio::test]
-async fn alarms_still_in_alarm_are_evaluated_again_each_period() {
+async fn an_alarm_fired_again_while_in_alarm_scales_on_its_newest_value() {
     let w = World::new(2).await;
     w.register(1, 10).await;
     let put = w.put_cpu_policy("cpu50", 50.0, json!({})).await;
@@ -583,15 +583,17 @@ async fn alarms_still_in_alarm_are_evaluated_again_each_period() {
     w.transition(&high, vec![arn.clone()], "ALARM", 90.0, 50.0)
         .await;
     assert_eq!(w.desired().await, 4);
-    // Past the 60 s scale-out cooldown and one alarm period, the tick evaluates again.
+    // CloudWatch fires the alarm again a period later, still in ALARM, with the newest value;
+    // past the 60 s scale-out cooldown, that value decides: ceil(4 × 110 / 50) = 9.
     w.advance_secs(61);
-    w.scaling.tick().await;
-    assert_eq!(w.desired().await, 8);
-    // Once the alarm is OK, the tick leaves the service alone.
+    w.transition(&high, vec![arn.clone()], "ALARM", 110.0, 50.0)
+        .await;
+    assert_eq!(w.desired().await, 9);
+    // Nothing runs from the tick: the service stays where the alarm left it.
     w.transition(&high, vec![], "OK", 40.0, 50.0).await;
     w.advance_secs(61);
     w.scaling.tick().await;
-    assert_eq!(w.desired().await, 8);
+    assert_eq!(w.desired().await, 9);
 }
 
 #[tokio::test]
@@ -658,12 +660,15 @@ async fn scale_in_after_the_deployment_and_cooldowns() {
     w.transition(&low, vec![arn.clone()], "ALARM", 20.0, 45.0)
         .await;
     assert_eq!(w.desired().await, 4);
-    // Then a 120 s scale-in cooldown.
+    // Then a 120 s scale-in cooldown, through which the low alarm, still in ALARM, is fired
+    // again each period (as CloudWatch does).
     w.advance_secs(61);
-    w.scaling.tick().await;
+    w.transition(&low, vec![arn.clone()], "ALARM", 20.0, 45.0)
+        .await;
     assert_eq!(w.desired().await, 4, "blocked by the scale-in cooldown");
     w.advance_secs(60);
-    w.scaling.tick().await;
+    w.transition(&low, vec![arn.clone()], "ALARM", 20.0, 45.0)
+        .await;
     assert_eq!(w.desired().await, 2);
     // DisableScaleIn: no low alarm, and no scale-in.
     let put = w
