@@ -168,7 +168,7 @@ async fn health() -> Response {
     (
         StatusCode::OK,
         [("content-type", "application/json")],
-        r#"{"status":"ready","services":["ecs","ecr","logs","elbv2"]}"#,
+        r#"{"status":"ready","services":["ecs","ecr","logs","elbv2","cloudwatch","autoscaling"]}"#,
     )
         .into_response()
 }
