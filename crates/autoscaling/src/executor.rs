@@ -285,7 +285,7 @@ impl Autoscaling {
     }
 
     /// Sets the desired count, recorded as an activity.
-    async fn set_capacity(
+    pub(crate) async fn set_capacity(
         &self,
         partition: &str,
         resource_id: &str,

@@ -39,7 +39,7 @@ pub async fn register_scalable_target(
         )));
     }
     let now = a.now_ms();
-    let arn = retry_on_conflict(a.store(), || async {
+    let (arn, range) = retry_on_conflict(a.store(), || async {
         let existing = common::target(a, &partition, &resource_id).await?;
         let (mut t, expect) = match existing {
             Some((t, v)) => (t, Expect::Version(v)),
@@ -104,6 +104,7 @@ pub async fn register_scalable_target(
             t.tags.extend(tags.clone());
         }
         let arn = t.arn.clone();
+        let range = (t.min, t.max);
         let value = serde_json::to_value(&t).map_err(AwsError::internal)?;
         Ok((
             vec![
@@ -116,11 +117,26 @@ pub async fn register_scalable_target(
                     Expect::Any,
                 ),
             ],
-            arn,
+            (arn, range),
         ))
     })
     .await
     .map_err(|f| f.0)?;
+    // As AWS does on every RegisterScalableTarget: a current capacity outside the range is
+    // moved into it.
+    let (min, max) = range;
+    if let Some(s) = common::service(a, &partition, &resource_id).await?
+        && (s.desired_count < min || s.desired_count > max)
+    {
+        let to = s.desired_count.clamp(min, max);
+        a.set_capacity(
+            &partition,
+            &resource_id,
+            to,
+            format!("registering the scalable target set its min capacity to {min} and max capacity to {max}"),
+        )
+        .await?;
+    }
     Ok(wire::RegisterScalableTargetResponse {
         scalable_target_arn: Some(arn),
     })

@@ -993,3 +993,25 @@ async fn alarms_watch_the_metric_each_policy_names() {
     assert_eq!(queries[1].expression.as_deref(), Some("m1 / 2"));
     assert!(alarms[&high].metric_name.is_none());
 }
+
+#[tokio::test]
+async fn registering_a_range_moves_the_desired_count_into_it() {
+    let w = World::new(2).await;
+    w.register(1, 10).await;
+    assert_eq!(w.desired().await, 2, "inside the range: left alone");
+    assert!(w.activities().await.is_empty());
+    w.register(3, 10).await;
+    assert_eq!(w.desired().await, 3, "below the new minimum: raised to it");
+    w.register(1, 2).await;
+    assert_eq!(w.desired().await, 2, "above the new maximum: lowered to it");
+    let descriptions: Vec<String> = w
+        .activities()
+        .await
+        .iter()
+        .map(|a| a["Description"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        descriptions,
+        ["Setting desired count to 2.", "Setting desired count to 3."]
+    );
+}
