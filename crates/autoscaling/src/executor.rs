@@ -217,7 +217,6 @@ impl Autoscaling {
         };
         let decision = decide::decide(&situation, &inputs);
         tracing::debug!(resource_id, ?decision, "autoscaling: evaluated");
-        target.last_evaluated_ms = now;
         let mut at_bound = None;
         let scale = match decision {
             Decision::Scale {

@@ -41,10 +41,6 @@ pub struct TargetRecord {
     pub tags: BTreeMap<String, String>,
     #[serde(default)]
     pub cooldowns: Cooldowns,
-    /// When the executor last evaluated the policies (the claim that keeps one alarm event from
-    /// scaling twice).
-    #[serde(default)]
-    pub last_evaluated_ms: i64,
 }
 
 /// A target-tracking policy as berth evaluates it (the wire configuration is kept beside it for

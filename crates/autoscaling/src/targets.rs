@@ -68,7 +68,6 @@ pub async fn register_scalable_target(
                     creation_time: now,
                     tags: Default::default(),
                     cooldowns: Default::default(),
-                    last_evaluated_ms: 0,
                 };
                 (t, Expect::Absent)
             }

@@ -404,7 +404,8 @@ async fn forward(
     // control plane deregisters it, which takes a moment. A request without a body can be sent
     // again, so it goes to the other targets in turn before the client sees a 502: this is what
     // keeps a killed container from failing requests.
-    let resend = (!upgrade && hyper::body::Body::is_end_stream(&body))
+    // The copy is only worth its allocation when another target could take the request.
+    let resend = (pool.len() > 1 && !upgrade && hyper::body::Body::is_end_stream(&body))
         .then(|| (parts.method.clone(), parts.headers.clone()));
     let mut upstream_req = Request::from_parts(parts, UpstreamBody::Left(body));
     let mut tried = vec![first];
