@@ -19,20 +19,29 @@ impl Algorithm {
     }
 }
 
-/// The index of the target to use among candidates whose outstanding request counts are
-/// `outstanding`; `turn` is the group's round-robin counter, which also breaks ties of least
-/// outstanding requests so equal targets share the load. `None` when there is no candidate.
-pub fn pick(algorithm: Algorithm, outstanding: &[usize], turn: usize) -> Option<usize> {
-    let n = outstanding.len();
-    if n == 0 {
+/// The index of the target to use among `count` candidates; `turn` is the group's round-robin
+/// counter, which also breaks ties of least outstanding requests so equal targets share the
+/// load. `outstanding` yields each candidate's outstanding requests in order and is read only
+/// by least outstanding requests (one pass, no allocation on the request path). `None` when
+/// there is no candidate.
+pub fn pick(
+    algorithm: Algorithm,
+    count: usize,
+    turn: usize,
+    outstanding: impl Iterator<Item = usize>,
+) -> Option<usize> {
+    if count == 0 {
         return None;
     }
-    let start = turn % n;
+    let start = turn % count;
     match algorithm {
         Algorithm::RoundRobin => Some(start),
-        Algorithm::LeastOutstandingRequests => (0..n)
-            .map(|k| (start + k) % n)
-            .min_by_key(|&i| outstanding[i]),
+        // Ties go to the first in turn order from `start`.
+        Algorithm::LeastOutstandingRequests => outstanding
+            .take(count)
+            .enumerate()
+            .min_by_key(|&(i, n)| (n, (i + count - start) % count))
+            .map(|(i, _)| i),
     }
 }
 
@@ -60,10 +69,10 @@ mod tests {
     #[test]
     fn round_robin_takes_turns() {
         let picks: Vec<usize> = (0..6)
-            .filter_map(|turn| pick(Algorithm::RoundRobin, &[0, 0, 0], turn))
+            .filter_map(|turn| pick(Algorithm::RoundRobin, 3, turn, std::iter::empty()))
             .collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
-        assert_eq!(pick(Algorithm::RoundRobin, &[], 3), None);
+        assert_eq!(pick(Algorithm::RoundRobin, 0, 3, std::iter::empty()), None);
     }
 
     #[test]
@@ -78,7 +87,12 @@ mod tests {
         ];
         for &(outstanding, turn, want) in cases {
             assert_eq!(
-                pick(Algorithm::LeastOutstandingRequests, outstanding, turn),
+                pick(
+                    Algorithm::LeastOutstandingRequests,
+                    outstanding.len(),
+                    turn,
+                    outstanding.iter().copied()
+                ),
                 Some(want),
                 "{outstanding:?} turn {turn}"
             );

@@ -5,8 +5,9 @@
 //!
 //! Modules: `matching` (rule conditions), `redirect`, `balance` (algorithms) and `health` (the
 //! health state machine) are pure; `table` compiles records into the immutable routing table;
-//! `proxy` is the request path; `checker` probes targets and writes their health; `metrics`
-//! counts; this file watches the store and keeps the sockets.
+//! `proxy` is the request path; `upstream` is each worker's pool of target connections;
+//! `checker` probes targets and writes their health; `metrics` counts; this file watches the
+//! store and keeps the sockets.
 //!
 //! **Architecture Invariant:** the request path reads one immutable table (an `ArcSwap` load)
 //! and never the store; a new table is swapped in whole after every ELBv2 change (change feed,
@@ -25,6 +26,7 @@ mod metrics;
 mod proxy;
 mod redirect;
 mod table;
+mod upstream;
 
 pub use metrics::LbMetric;
 
@@ -107,23 +109,6 @@ impl std::fmt::Debug for DataPlane {
             .field("options", &self.inner.options)
             .finish()
     }
-}
-
-/// Connections to targets: hyper-util's pooled client, which keeps idle keep-alive connections
-/// per target address and hands them out again (a hand-written pool would have to redo its
-/// checks for closed connections and HTTP/1.1 upgrades). Idle connections to a target that
-/// drained close after `POOL_IDLE`, since no request picks the target again.
-const POOL_IDLE: Duration = Duration::from_secs(30);
-
-fn upstream_client(connect_timeout: Duration) -> proxy::Upstream {
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect_timeout));
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector)
 }
 
 impl DataPlane {
@@ -316,7 +301,7 @@ impl DataPlane {
 /// for the same reason.
 struct Worker {
     runtime: tokio::runtime::Handle,
-    upstream: proxy::Upstream,
+    upstream: Arc<upstream::Pool>,
 }
 
 impl Worker {
@@ -329,11 +314,12 @@ impl Worker {
             .name(format!("berth-lb-{index}"))
             // The runtime lives as long as the process: `run` aborting its tasks is what
             // closes sockets.
-            .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
-        let upstream = {
-            let _entered = handle.enter();
-            upstream_client(Duration::from_secs(10))
-        };
+            .spawn(move || {
+                metrics::set_worker(index);
+                runtime.block_on(std::future::pending::<()>())
+            })?;
+        let upstream = Arc::new(upstream::Pool::default());
+        handle.spawn(upstream::Pool::sweep_forever(Arc::downgrade(&upstream)));
         Ok(Worker {
             runtime: handle,
             upstream,
@@ -486,17 +472,18 @@ async fn accept(plane: DataPlane, worker: usize, port: u16, socket: std::net::Tc
                 };
                 let _ = stream.set_nodelay(true);
                 let builder = builder.clone();
-                let plane = plane.clone();
+                // What every request of this connection shares, made once: cloning it per
+                // request touches only this worker's memory.
+                let connection = Arc::new((
+                    plane.inner.table.clone(),
+                    proxy::Ctx::new(plane.inner.workers[worker].upstream.clone(), port, remote),
+                ));
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
-                        let plane = plane.clone();
+                        let connection = connection.clone();
                         async move {
-                            let listener = plane.inner.table.load().ports.get(&port).cloned();
-                            let ctx = proxy::Ctx {
-                                upstream: &plane.inner.workers[worker].upstream,
-                                local_port: port,
-                                remote,
-                            };
+                            let (table, ctx) = &*connection;
+                            let listener = table.load().ports.get(&ctx.local_port).cloned();
                             Ok::<_, std::convert::Infallible>(proxy::handle(ctx, listener, req).await)
                         }
                     });

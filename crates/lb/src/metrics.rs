@@ -71,24 +71,76 @@ impl Metric {
     }
 }
 
-/// One scope's counters.
+/// One scope's counters, split in a slot per worker thread: every request adds to several
+/// counters of the same scope, and a counter shared by workers on different cores would move its
+/// cache line between them on every add. [`Registry::take`] sums the slots.
 #[derive(Debug, Default)]
 pub struct Counters {
+    slots: [Slot; SLOTS],
+}
+
+/// How many slots a scope has; workers past this many share them (still correct, only slower).
+const SLOTS: usize = 8;
+
+/// One worker's counts, alone on its cache lines.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Slot {
     counts: [AtomicU64; COUNTED.len()],
     /// TargetResponseTime: the sum in microseconds, and the number of samples.
     response_micros: AtomicU64,
     responses: AtomicU64,
 }
 
+thread_local! {
+    /// The slot this thread adds to: its worker's index (other threads share slot 0).
+    static SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Makes the calling thread add to `worker`'s slot.
+pub fn set_worker(worker: usize) {
+    SLOT.with(|s| s.set(worker % SLOTS));
+}
+
 impl Counters {
+    fn slot(&self) -> &Slot {
+        &self.slots[SLOT.with(std::cell::Cell::get)]
+    }
+
     pub fn add(&self, metric: Metric) {
-        self.counts[metric as usize].fetch_add(1, Ordering::Relaxed);
+        self.slot().counts[metric as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn response_time(&self, elapsed: std::time::Duration) {
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.response_micros.fetch_add(micros, Ordering::Relaxed);
-        self.responses.fetch_add(1, Ordering::Relaxed);
+        let slot = self.slot();
+        slot.response_micros.fetch_add(micros, Ordering::Relaxed);
+        slot.responses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads and resets a counter over every slot.
+    fn take_count(&self, metric: Metric) -> u64 {
+        self.slots
+            .iter()
+            .map(|s| s.counts[metric as usize].swap(0, Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Reads and resets (microseconds, samples) of TargetResponseTime over every slot.
+    fn take_response_time(&self) -> (u64, u64) {
+        self.slots.iter().fold((0, 0), |(micros, n), s| {
+            (
+                micros + s.response_micros.swap(0, Ordering::Relaxed),
+                n + s.responses.swap(0, Ordering::Relaxed),
+            )
+        })
+    }
+
+    fn pending(&self) -> bool {
+        self.slots.iter().any(|s| {
+            s.counts.iter().any(|n| n.load(Ordering::Relaxed) > 0)
+                || s.responses.load(Ordering::Relaxed) > 0
+        })
     }
 }
 
@@ -156,13 +208,12 @@ impl Registry {
                 samples,
             };
             for m in COUNTED {
-                let n = c.counts[m as usize].swap(0, Ordering::Relaxed);
+                let n = c.take_count(m);
                 if n > 0 {
                     out.push(metric(m.name(), n as f64, n));
                 }
             }
-            let samples = c.responses.swap(0, Ordering::Relaxed);
-            let micros = c.response_micros.swap(0, Ordering::Relaxed);
+            let (micros, samples) = c.take_response_time();
             if samples > 0 {
                 out.push(metric("TargetResponseTime", micros as f64 / 1e6, samples));
             }
@@ -173,11 +224,9 @@ impl Registry {
     /// Forgets scopes whose load balancer or target group is gone, once their last counts were
     /// taken (a scope with pending counts stays until the next take).
     pub fn retain(&self, live: impl Fn(&str, Option<&str>) -> bool) {
-        self.scopes.lock().retain(|s, c| {
-            live(&s.load_balancer, s.target_group.as_deref())
-                || c.counts.iter().any(|n| n.load(Ordering::Relaxed) > 0)
-                || c.responses.load(Ordering::Relaxed) > 0
-        });
+        self.scopes
+            .lock()
+            .retain(|s, c| live(&s.load_balancer, s.target_group.as_deref()) || c.pending());
     }
 }
 
@@ -215,6 +264,23 @@ mod tests {
             ]
         );
         assert!(r.take().is_empty(), "a second take has nothing new");
+        // Counts added by different workers are summed.
+        std::thread::scope(|scope| {
+            for worker in 0..3 {
+                let lb = &lb;
+                scope.spawn(move || {
+                    set_worker(worker);
+                    lb.add(Metric::RequestCount);
+                });
+            }
+        });
+        let got = r.take();
+        assert_eq!(
+            got.iter()
+                .map(|m| (m.name, m.sum, m.samples))
+                .collect::<Vec<_>>(),
+            [("RequestCount", 3.0, 3)]
+        );
         // The same scope hands out the same counters.
         r.counters("p", "app/web/1", None).add(Metric::Elb503);
         assert_eq!(r.take()[0].name, "HTTPCode_ELB_503_Count");

@@ -7,34 +7,32 @@ use crate::matching::RequestView;
 use crate::metrics::{Counters, Metric};
 use crate::redirect;
 use crate::table::{Action, Forward, Listener, Target};
+use crate::upstream::{Lease, Pool, SendError};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::Empty;
 use hyper::body::{Frame, Incoming, SizeHint};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
-use std::time::Instant;
-
-/// What a client gets back.
-pub type Body = UnsyncBoxBody<Bytes, hyper::Error>;
+use std::time::{Duration, Instant};
 
 /// What goes to a target: the client's body as it streams, or nothing (a bodiless request sent
 /// again to another target after the first refused the connection).
 pub type UpstreamBody = http_body_util::Either<Incoming, Empty<Bytes>>;
-pub type Upstream = Client<HttpConnector, UpstreamBody>;
 
 /// ALB's limits: the request line and each header at most 16 KiB, all headers at most 64 KiB.
 pub const MAX_LINE: usize = 16 * 1024;
 pub const MAX_HEADERS: usize = 64 * 1024;
+
+/// How long a request waits for its target before it also watches for the target's drain
+/// deadline. Nearly every answer comes sooner, and watching costs a registration in a waiter
+/// list every worker shares; deadlines are applied once a second anyway.
+const DRAIN_WATCH_AFTER: Duration = Duration::from_secs(1);
 
 /// Headers that describe one hop, not the message: never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -52,10 +50,45 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 const X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
 
+/// What a client gets back: an answer ALB makes itself, or a target's streamed body. An enum
+/// rather than a boxed body: one allocation less per request.
+pub enum Body {
+    Own(Option<Bytes>),
+    Target(Tracked),
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Body::Own(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Body::Target(t) => Pin::new(t).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Own(b) => b.is_none(),
+            Body::Target(t) => t.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Own(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Target(t) => t.size_hint(),
+        }
+    }
+}
+
 fn full(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into())
-        .map_err(|never: Infallible| match never {})
-        .boxed_unsync()
+    let b = b.into();
+    Body::Own((!b.is_empty()).then_some(b))
 }
 
 /// A response ALB itself makes, with its `Server` header.
@@ -142,12 +175,25 @@ fn host_of(req: &Request<Incoming>) -> Option<&str> {
 
 /// `Root=1-<8 hex epoch seconds>-<24 hex>`, a new trace id as ALB makes them.
 fn new_trace_root() -> String {
+    let mut buf = [0; ROOT_LEN];
+    String::from_utf8_lossy(write_trace_root(&mut buf)).into_owned()
+}
+
+/// `1-` + 8 + `-` + 24.
+const ROOT_LEN: usize = 35;
+
+fn write_trace_root(buf: &mut [u8; ROOT_LEN]) -> &[u8] {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let random: [u8; 12] = rand::random();
-    format!("1-{secs:08x}-{}", hex::encode(random))
+    buf[..2].copy_from_slice(b"1-");
+    // The epoch seconds' low 32 bits: 8 hex digits, as ALB writes them.
+    let _ = hex::encode_to_slice((secs as u32).to_be_bytes(), &mut buf[2..10]);
+    buf[10] = b'-';
+    let _ = hex::encode_to_slice(random, &mut buf[11..]);
+    buf
 }
 
 /// ALB's `X-Amzn-Trace-Id`: a request with a `Root` keeps it and gets a `Self` field for this
@@ -164,6 +210,19 @@ pub fn trace_id(existing: Option<&str>) -> String {
         }
         _ => format!("Root={}", new_trace_root()),
     }
+}
+
+/// [`trace_id`] as a header value; a request without one (nearly all) gets it written straight
+/// into the value, with no intermediate strings.
+fn trace_header(existing: Option<&HeaderValue>) -> Option<HeaderValue> {
+    if let Some(v) = existing {
+        return HeaderValue::from_str(&trace_id(v.to_str().ok())).ok();
+    }
+    let mut value = [0; 5 + ROOT_LEN];
+    value[..5].copy_from_slice(b"Root=");
+    let mut root = [0; ROOT_LEN];
+    value[5..].copy_from_slice(write_trace_root(&mut root));
+    HeaderValue::from_bytes(&value).ok()
 }
 
 fn is_upgrade(req: &Request<Incoming>) -> bool {
@@ -209,10 +268,12 @@ impl Drop for Outstanding {
 }
 
 /// A target's response body, streamed to the client, holding the target's outstanding count
-/// until it ends.
-struct Tracked {
+/// and its connection until it ends; a body that ended gives the connection back to the pool.
+pub struct Tracked {
     inner: Incoming,
-    _outstanding: Outstanding,
+    ended: bool,
+    lease: Option<Lease>,
+    _outstanding: Option<Outstanding>,
 }
 
 impl hyper::body::Body for Tracked {
@@ -223,7 +284,11 @@ impl hyper::body::Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            self.ended = true;
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -235,16 +300,45 @@ impl hyper::body::Body for Tracked {
     }
 }
 
-/// What the request path needs besides the table.
-pub struct Ctx<'a> {
-    pub upstream: &'a Upstream,
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        // Only a connection whose response was read to its end can carry another request.
+        if (self.ended || hyper::body::Body::is_end_stream(&self.inner))
+            && let Some(lease) = self.lease.take()
+        {
+            lease.release();
+        }
+    }
+}
+
+/// What the request path needs besides the table: the worker's connections to targets, and what
+/// is known of the client's connection (made once per connection, not per request).
+pub struct Ctx {
+    pub pool: Arc<Pool>,
     pub local_port: u16,
     pub remote: SocketAddr,
+    /// The client's address, as `X-Forwarded-For` carries it.
+    pub forwarded_for: HeaderValue,
+    /// `X-Forwarded-Port`: the listener's port.
+    pub forwarded_port: HeaderValue,
+}
+
+impl Ctx {
+    pub fn new(pool: Arc<Pool>, local_port: u16, remote: SocketAddr) -> Ctx {
+        Ctx {
+            pool,
+            local_port,
+            remote,
+            forwarded_for: HeaderValue::from_str(&remote.ip().to_string())
+                .unwrap_or(HeaderValue::from_static("")),
+            forwarded_port: HeaderValue::from(local_port),
+        }
+    }
 }
 
 /// Serves one request of a client of `listener`.
 pub async fn handle(
-    ctx: Ctx<'_>,
+    ctx: &Ctx,
     listener: Option<Arc<Listener>>,
     req: Request<Incoming>,
 ) -> Response<Body> {
@@ -295,24 +389,73 @@ pub async fn handle(
             count_elb(StatusCode::SERVICE_UNAVAILABLE, &[lb]);
             elb_error(StatusCode::SERVICE_UNAVAILABLE)
         }
-        Action::Forward(forwards) => forward(&ctx, &listener, forwards, req).await,
+        Action::Forward(forwards) => forward(ctx, &listener, forwards, req).await,
+    }
+}
+
+/// How one exchange with a target ended.
+// Returned once per request and unpacked at once: boxing the answer would cost an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Exchange {
+    Answered(Result<(Response<Incoming>, Lease), SendError>),
+    TimedOut,
+    /// The target's deregistration delay ended first.
+    Drained,
+}
+
+/// Sends `req` to `target` and waits for its response head, at most `idle_timeout`, and no
+/// longer than the target's drain deadline.
+async fn exchange(
+    pool: &Arc<Pool>,
+    target: &Target,
+    addr: SocketAddr,
+    req: Request<UpstreamBody>,
+    idle_timeout: Duration,
+) -> Exchange {
+    let send = pool.send(addr, req);
+    tokio::pin!(send);
+    let first = idle_timeout.min(DRAIN_WATCH_AFTER);
+    match tokio::time::timeout(first, &mut send).await {
+        Ok(answered) => return Exchange::Answered(answered),
+        Err(_) if first == idle_timeout => return Exchange::TimedOut,
+        Err(_) => {}
+    }
+    let mut drained = target.live.drained.subscribe();
+    tokio::select! {
+        r = tokio::time::timeout(idle_timeout - first, &mut send) => match r {
+            Ok(answered) => Exchange::Answered(answered),
+            Err(_) => Exchange::TimedOut,
+        },
+        _ = drained.wait_for(|d| *d) => Exchange::Drained,
+    }
+}
+
+/// The request line's target as a target gets it: origin-form (`/path?query`), whatever form
+/// the client used (HTTP/2 and proxy-style clients send the scheme and authority too).
+fn origin_form(uri: Uri) -> Uri {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return uri;
+    }
+    match uri.path_and_query() {
+        Some(p) if p.as_str().starts_with('/') => Uri::from(p.clone()),
+        _ => Uri::from_static("/"),
     }
 }
 
 async fn forward(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     listener: &Listener,
     forwards: &[Forward],
     mut req: Request<Incoming>,
 ) -> Response<Body> {
     let lb = &listener.balancer.metrics;
-    let weights: Vec<u32> = forwards.iter().map(|f| f.weight).collect();
-    let draw = if forwards.len() == 1 {
-        0
+    let chosen = if let [only] = forwards {
+        (only.weight > 0).then_some(0)
     } else {
-        rand::random()
+        let weights: Vec<u32> = forwards.iter().map(|f| f.weight).collect();
+        balance::pick_weighted(&weights, rand::random())
     };
-    let Some(chosen) = balance::pick_weighted(&weights, draw) else {
+    let Some(chosen) = chosen else {
         count_elb(StatusCode::SERVICE_UNAVAILABLE, &[lb]);
         return elb_error(StatusCode::SERVICE_UNAVAILABLE);
     };
@@ -320,24 +463,30 @@ async fn forward(
     let tg: &Counters = metrics;
     tg.add(Metric::RequestCount);
     // ALB routes to healthy targets; when none is healthy it fails open to every target that
-    // is not draining; with none registered it answers 503.
-    let serving: Vec<&Target> = group.targets.iter().filter(|t| !t.draining).collect();
-    let healthy: Vec<&Target> = serving
-        .iter()
-        .copied()
-        .filter(|t| t.live.state() == crate::health::State::Healthy)
-        .collect();
-    let pool = if healthy.is_empty() { serving } else { healthy };
-    let outstanding: Vec<usize> = pool
-        .iter()
-        .map(|t| t.live.outstanding.load(Ordering::Relaxed))
-        .collect();
-    let turn = group.turn.fetch_add(1, Ordering::Relaxed);
-    let Some(first) = balance::pick(group.algorithm, &outstanding, turn) else {
+    // is not draining; with none registered it answers 503. The candidates are walked rather
+    // than collected: no allocation per request.
+    let healthy = |t: &Target| !t.draining && t.live.state() == crate::health::State::Healthy;
+    let fail_open = !group.targets.iter().any(healthy);
+    let candidate = move |t: &&Target| {
+        !t.draining && (fail_open || t.live.state() == crate::health::State::Healthy)
+    };
+    let candidates = || group.targets.iter().filter(candidate);
+    let count = candidates().count();
+    // The shared turn counter is only worth touching when there is a choice.
+    let turn = if count > 1 {
+        group.turn.fetch_add(1, Ordering::Relaxed)
+    } else {
+        0
+    };
+    let outstanding = candidates().map(|t| t.live.outstanding.load(Ordering::Relaxed));
+    let Some(first) = balance::pick(group.algorithm, count, turn, outstanding) else {
         count_elb(StatusCode::SERVICE_UNAVAILABLE, &[lb, tg]);
         return elb_error(StatusCode::SERVICE_UNAVAILABLE);
     };
-    let mut target = pool[first];
+    let Some(mut target) = candidates().nth(first) else {
+        count_elb(StatusCode::SERVICE_UNAVAILABLE, &[lb, tg]);
+        return elb_error(StatusCode::SERVICE_UNAVAILABLE);
+    };
     let Some(mut addr) = target.addr else {
         count_elb(StatusCode::BAD_GATEWAY, &[lb, tg]);
         return elb_error(StatusCode::BAD_GATEWAY);
@@ -346,76 +495,73 @@ async fn forward(
     let upgrade = is_upgrade(&req);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    let kept_upgrade = parts.headers.get(header::UPGRADE).cloned();
+    let kept_upgrade = upgrade
+        .then(|| parts.headers.get(header::UPGRADE).cloned())
+        .flatten();
     strip_hop_by_hop(&mut parts.headers);
-    if let Some(u) = kept_upgrade.filter(|_| upgrade) {
+    if let Some(u) = kept_upgrade {
         parts.headers.insert(header::UPGRADE, u);
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    if !parts.headers.contains_key(header::HOST)
-        && let Some(v) = parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    {
-        parts.headers.insert(header::HOST, v);
+    if !parts.headers.contains_key(header::HOST) {
+        // HTTP/2 carries the host as the authority; an HTTP/1.0 client may send none, and then
+        // the target is named as a client of it would.
+        let host = match parts.uri.authority() {
+            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+            None => HeaderValue::from_str(&addr.to_string()).ok(),
+        };
+        if let Some(v) = host {
+            parts.headers.insert(header::HOST, v);
+        }
     }
-    let client_ip = ctx.remote.ip().to_string();
-    let xff = match parts
-        .headers
-        .get(&X_FORWARDED_FOR)
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {client_ip}"),
-        _ => client_ip,
-    };
-    let trace = trace_id(
-        parts
-            .headers
-            .get(&X_AMZN_TRACE_ID)
-            .and_then(|v| v.to_str().ok()),
-    );
     let h = &mut parts.headers;
-    for (name, value) in [
-        (X_FORWARDED_FOR, xff),
-        (X_FORWARDED_PROTO, listener.protocol.to_ascii_lowercase()),
-        (X_FORWARDED_PORT, ctx.local_port.to_string()),
-        (X_AMZN_TRACE_ID, trace),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(name, v);
+    let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.trim().is_empty() => {
+            let ip = ctx.forwarded_for.to_str().unwrap_or_default();
+            HeaderValue::from_str(&format!("{prior}, {ip}")).ok()
         }
-    }
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
-    parts.uri = match Uri::try_from(format!("http://{addr}{path_and_query}")) {
-        Ok(u) => u,
-        Err(_) => {
-            count_elb(StatusCode::BAD_REQUEST, &[lb]);
-            return elb_error(StatusCode::BAD_REQUEST);
-        }
+        _ => Some(ctx.forwarded_for.clone()),
     };
+    if let Some(v) = xff {
+        h.insert(X_FORWARDED_FOR, v);
+    }
+    h.insert(X_FORWARDED_PROTO, listener.forwarded_proto.clone());
+    h.insert(X_FORWARDED_PORT, ctx.forwarded_port.clone());
+    if let Some(v) = trace_header(h.get(&X_AMZN_TRACE_ID)) {
+        h.insert(X_AMZN_TRACE_ID, v);
+    }
+    parts.uri = origin_form(parts.uri);
     parts.version = Version::HTTP_11;
     // A target whose task just died refuses connections (or resets pooled ones) until the
     // control plane deregisters it, which takes a moment. A request without a body can be sent
     // again, so it goes to the other targets in turn before the client sees a 502: this is what
     // keeps a killed container from failing requests.
     // The copy is only worth its allocation when another target could take the request.
-    let resend = (pool.len() > 1 && !upgrade && hyper::body::Body::is_end_stream(&body))
-        .then(|| (parts.method.clone(), parts.headers.clone()));
+    let resend = (count > 1 && !upgrade && hyper::body::Body::is_end_stream(&body)).then(|| {
+        (
+            parts.method.clone(),
+            parts.uri.clone(),
+            parts.headers.clone(),
+        )
+    });
     let mut upstream_req = Request::from_parts(parts, UpstreamBody::Left(body));
-    let mut tried = vec![first];
+    let mut tried = 1;
     let started = Instant::now();
-    let (outstanding, mut drained, answered) = loop {
-        let outstanding = Outstanding::new(&target.live);
-        let mut drained = target.live.drained.subscribe();
-        let answered = tokio::select! {
-            r = tokio::time::timeout(listener.balancer.idle_timeout, ctx.upstream.request(upstream_req)) => r,
-            _ = drained.wait_for(|d| *d) => {
+    let idle_timeout = listener.balancer.idle_timeout;
+    let (outstanding, answered) = loop {
+        // Only least outstanding requests reads the count: other groups skip two writes to a
+        // counter every worker shares.
+        let outstanding = (group.algorithm == balance::Algorithm::LeastOutstandingRequests)
+            .then(|| Outstanding::new(&target.live));
+        let answered = match exchange(&ctx.pool, target, addr, upstream_req, idle_timeout).await {
+            Exchange::Answered(a) => a,
+            Exchange::TimedOut => {
+                count_elb(StatusCode::GATEWAY_TIMEOUT, &[lb, tg]);
+                return elb_error(StatusCode::GATEWAY_TIMEOUT);
+            }
+            Exchange::Drained => {
                 count_elb(StatusCode::BAD_GATEWAY, &[lb, tg]);
                 return elb_error(StatusCode::BAD_GATEWAY);
             }
@@ -423,31 +569,38 @@ async fn forward(
         // A connection that was never made is always safe to try elsewhere; a pooled one the
         // target broke before answering is too when the method is safe (nginx's
         // `proxy_next_upstream error` does the same).
-        let safe = resend
-            .as_ref()
-            .is_some_and(|(m, _)| matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS));
-        let refused = matches!(&answered, Ok(Err(e)) if e.is_connect() || safe);
-        let next = (0..pool.len()).find(|i| !tried.contains(i) && pool[*i].addr.is_some());
-        match (refused, &resend, next) {
-            (true, Some((method, headers)), Some(i)) => {
-                tried.push(i);
-                target = pool[i];
-                addr = target.addr.unwrap_or(addr);
-                let Ok(uri) = Uri::try_from(format!("http://{addr}{path_and_query}")) else {
-                    break (outstanding, drained, answered);
-                };
-                let mut again = Request::new(UpstreamBody::Right(Empty::new()));
-                *again.method_mut() = method.clone();
-                *again.uri_mut() = uri;
-                *again.headers_mut() = headers.clone();
-                upstream_req = again;
-            }
-            _ => break (outstanding, drained, answered),
+        let Err(e) = &answered else {
+            break (outstanding, answered);
+        };
+        let Some((method, uri, headers)) = &resend else {
+            break (outstanding, answered);
+        };
+        let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if !(e.is_connect() || safe) {
+            break (outstanding, answered);
         }
+        // The other candidates in turn after the first, skipping any without an address.
+        let next = (tried..count)
+            .map(|k| (k, (first + k) % count))
+            .find_map(|(k, i)| {
+                let t = candidates().nth(i)?;
+                Some((k, t, t.addr?))
+            });
+        let Some((k, t, a)) = next else {
+            break (outstanding, answered);
+        };
+        tried = k + 1;
+        target = t;
+        addr = a;
+        let mut again = Request::new(UpstreamBody::Right(Empty::new()));
+        *again.method_mut() = method.clone();
+        *again.uri_mut() = uri.clone();
+        *again.headers_mut() = headers.clone();
+        upstream_req = again;
     };
-    let mut resp = match answered {
-        Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => {
+    let (mut resp, lease) = match answered {
+        Ok(answer) => answer,
+        Err(e) => {
             tracing::debug!(
                 load_balancer = %listener.balancer.dimension,
                 target = %addr,
@@ -457,10 +610,6 @@ async fn forward(
             count_elb(StatusCode::BAD_GATEWAY, &[lb, tg]);
             return elb_error(StatusCode::BAD_GATEWAY);
         }
-        Err(_) => {
-            count_elb(StatusCode::GATEWAY_TIMEOUT, &[lb, tg]);
-            return elb_error(StatusCode::GATEWAY_TIMEOUT);
-        }
     };
     tg.response_time(started.elapsed());
     let status = resp.status();
@@ -468,34 +617,51 @@ async fn forward(
         lb.add(m);
         tg.add(m);
     }
-    if status == StatusCode::SWITCHING_PROTOCOLS
-        && let Some(client_upgrade) = client_upgrade
-    {
-        let target_upgrade = hyper::upgrade::on(&mut resp);
-        tokio::spawn(async move {
-            let _outstanding = outstanding;
-            let (Ok(client), Ok(target)) = tokio::join!(client_upgrade, target_upgrade) else {
-                return;
-            };
-            let (mut client, mut target) = (TokioIo::new(client), TokioIo::new(target));
-            // A drained target's tunnels close with its deregistration delay, as its requests.
-            tokio::select! {
-                _ = tokio::io::copy_bidirectional(&mut client, &mut target) => {}
-                _ = drained.wait_for(|d| *d) => {}
-            }
-        });
-        let (parts, _) = resp.into_parts();
-        return Response::from_parts(parts, Empty::new().map_err(|n| match n {}).boxed_unsync());
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        // The connection now belongs to the tunnel (or, if the client asked for none, to
+        // nobody): it never goes back to the pool.
+        drop(lease);
+        if let Some(client_upgrade) = client_upgrade {
+            let target_upgrade = hyper::upgrade::on(&mut resp);
+            let mut drained = target.live.drained.subscribe();
+            tokio::spawn(async move {
+                let _outstanding = outstanding;
+                let (Ok(client), Ok(target)) = tokio::join!(client_upgrade, target_upgrade) else {
+                    return;
+                };
+                let (mut client, mut target) = (TokioIo::new(client), TokioIo::new(target));
+                // A drained target's tunnels close with its deregistration delay, as its
+                // requests.
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut client, &mut target) => {}
+                    _ = drained.wait_for(|d| *d) => {}
+                }
+            });
+            let (parts, _) = resp.into_parts();
+            return Response::from_parts(parts, Body::Own(None));
+        }
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        return Response::from_parts(
+            parts,
+            Body::Target(Tracked {
+                inner: body,
+                ended: false,
+                lease: None,
+                _outstanding: outstanding,
+            }),
+        );
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(
         parts,
-        Tracked {
+        Body::Target(Tracked {
             inner: body,
+            ended: false,
+            lease: Some(lease),
             _outstanding: outstanding,
-        }
-        .boxed_unsync(),
+        }),
     )
 }
 

@@ -52,6 +52,8 @@ pub struct Listener {
     pub partition: String,
     pub port: u16,
     pub protocol: String,
+    /// `X-Forwarded-Proto`: the protocol in lower case, made once rather than per request.
+    pub forwarded_proto: http::HeaderValue,
     pub balancer: Arc<Balancer>,
     /// In priority order.
     pub rules: Vec<Rule>,
@@ -370,6 +372,8 @@ pub fn build(
                     partition: p.partition.clone(),
                     port,
                     protocol: l.protocol.clone(),
+                    forwarded_proto: http::HeaderValue::from_str(&l.protocol.to_ascii_lowercase())
+                        .unwrap_or(http::HeaderValue::from_static("http")),
                     balancer: balancer.clone(),
                     rules,
                     default_action: action_of(&l.default_actions),

@@ -9,6 +9,7 @@ use berth_lb::{DataPlane, LbMetric, NoInstances, Options};
 use berth_store::SqliteStore;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -28,15 +29,20 @@ async fn ok(elb: &Elbv2, op: &str, input: Value) -> Value {
         .unwrap_or_else(|e| panic!("{op}: {e}"))
 }
 
-/// Answers `GET /missing` with 404 and anything else with 200, on keep-alive connections.
-async fn backend() -> u16 {
+/// Answers `GET /missing` with 404 and anything else with 200, on keep-alive connections;
+/// keeps the most requests any one connection carried.
+async fn backend() -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    let most = Arc::new(AtomicUsize::new(0));
+    let most_per_connection = most.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            let most = most_per_connection.clone();
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
                 let mut reader = BufReader::new(read);
+                let mut served = 0;
                 loop {
                     let mut line = String::new();
                     if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
@@ -60,11 +66,53 @@ async fn backend() -> u16 {
                     if write.write_all(resp.as_bytes()).await.is_err() {
                         return;
                     }
+                    served += 1;
+                    most.fetch_max(served, Ordering::SeqCst);
                 }
             });
         }
     });
-    port
+    (port, most)
+}
+
+/// Requests on one keep-alive connection, one after the other; their status codes.
+async fn statuses_on_one_connection(port: u16, paths: &[&str]) -> Vec<u16> {
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut statuses = Vec::new();
+    for path in paths {
+        write
+            .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+            .await
+            .expect("write");
+        let mut line = String::new();
+        reader.read_line(&mut line).await.expect("status line");
+        statuses.push(
+            line.split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or_else(|| panic!("no status: {line}")),
+        );
+        let mut length = 0;
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h).await.expect("header");
+            if h.trim_end().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = h.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().expect("length");
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).await.expect("body");
+    }
+    statuses
 }
 
 /// One request on a fresh connection; the status code.
@@ -114,7 +162,7 @@ async fn requests_are_routed_and_counted_per_load_balancer_and_target_group() {
     let running = plane.clone();
     let task = tokio::spawn(async move { running.run().await });
 
-    let backend_port = backend().await;
+    let (backend_port, most_per_connection) = backend().await;
     let lb = ok(&elb, "CreateLoadBalancer", json!({"Name": "web"})).await["LoadBalancers"][0]
         ["LoadBalancerArn"]
         .as_str()
@@ -180,10 +228,18 @@ async fn requests_are_routed_and_counted_per_load_balancer_and_target_group() {
     assert!(ready, "the listener never served the rule");
     plane.take_metrics();
 
-    for _ in 0..3 {
-        assert_eq!(status_of(port, "/").await, 200);
-    }
-    assert_eq!(status_of(port, "/missing").await, 404);
+    // One client connection stays on one worker, whose pooled target connection carries every
+    // request rather than a new one each.
+    assert_eq!(
+        statuses_on_one_connection(port, &["/", "/", "/missing"]).await,
+        [200, 200, 404]
+    );
+    assert!(
+        most_per_connection.load(Ordering::SeqCst) >= 3,
+        "target connections are not reused: at most {} requests on one",
+        most_per_connection.load(Ordering::SeqCst)
+    );
+    assert_eq!(status_of(port, "/").await, 200);
     assert_eq!(status_of(port, "/empty").await, 503);
 
     let m = plane.take_metrics();
