@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # PutMetricData through berth's HTTP endpoint: starts a release `berth server` (--auth open, a
 # fresh data directory, a loopback port), drives it with bench/metrics/http_ingest.py (boto3),
-# measures alarm decision latency with bench/metrics/alarm_latency.py, prints the rate, the
+# measures alarm decision latency with bench/metrics/alarm_latency.py and the whole scaling
+# decision (datapoint -> UpdateService) with decision_latency.py, prints the rate, the
 # latencies and berth's RSS, and stops the server it started.
 # Usage: bench/metrics/http.sh [THREADS] [DURATION_SECS]   (PORT=45680, SKIP_BUILD=1)
 set -euo pipefail
@@ -21,4 +22,5 @@ for _ in $(seq 1 100); do
 done
 "$PYTHON" bench/metrics/http_ingest.py "http://127.0.0.1:$PORT" "${1:-4}" "${2:-10}"
 "$PYTHON" bench/metrics/alarm_latency.py "http://127.0.0.1:$PORT" "${ROUNDS:-6}"
+"$PYTHON" bench/metrics/decision_latency.py "http://127.0.0.1:$PORT" "${ROUNDS:-5}"
 echo "berth RSS: $(awk '/VmRSS/ {print $2, $3}' "/proc/$BERTH_PID/status")"

@@ -4,15 +4,17 @@
 # loopback with fresh data directories, runs bench/tasks/driver.py (RunTask -> RUNNING latency vs
 # docker create+start; 50 tasks vs 50 `docker run -d` -P 8; agent VmRSS with 50 tasks) and
 # prints one table. Everything it starts (processes, containers, the image) is removed on exit.
-# Knobs (environment): PORT (45680), N_LATENCY (20), POLL_MS (20), SKIP_BUILD=1,
-# PULL_BEHAVIOR (prefer-cached: like `docker create`, use the local image without asking a
-# registry; `default` makes the agent try a pull first, as ECS's agent does).
+# The image is pushed to berth's own registry (SigV4, so the agent pulls with the server's
+# registry login) and both sides run it by that name; docker finds it locally.
+# Knobs (environment): PORT (45680), N_LATENCY (20), POLL_MS (20), SKIP_BUILD=1, BERTH_BIN,
+# PULL_BEHAVIOR (default: ECS's, the agent asks the registry before each task starts;
+# prefer-cached: like `docker create`, use the local image without asking).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 PORT=${PORT:-45680}
-PULL_BEHAVIOR=${PULL_BEHAVIOR:-prefer-cached}
+PULL_BEHAVIOR=${PULL_BEHAVIOR:-default}
 TOKEN=berth-bench-join-token
 IMAGE=berth-bench/busybox:1
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-tasks.XXXXXX")
@@ -31,7 +33,7 @@ cleanup() {
     ids="$ids $(docker ps -aq --filter label=com.amazonaws.ecs.task-definition-family=berth-bench-sleep 2>/dev/null || true)"
     # shellcheck disable=SC2086
     [ -n "${ids// /}" ] && docker rm -f $ids >/dev/null 2>&1 || true
-    docker rmi -f "$IMAGE" >/dev/null 2>&1 || true
+    docker rmi -f "$IMAGE" "${PUSHED:-$IMAGE}" >/dev/null 2>&1 || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -39,7 +41,7 @@ trap cleanup EXIT
 if [ -z "${SKIP_BUILD:-}" ]; then
     (cd "$ROOT" && cargo build --release -p berth >&2)
 fi
-BERTH=$TARGET_DIR/release/berth
+BERTH=${BERTH_BIN:-$TARGET_DIR/release/berth}
 
 # The image: the host's busybox-static, nothing pulled.
 mkdir -p "$WORK/rootfs/bin"
@@ -60,8 +62,19 @@ grep -q "serving every API" "$WORK/server.log" || { cat "$WORK/server.log" >&2; 
 read -r KEY SECRET < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["root"]; print(r["access_key_id"], r["secret_access_key"])' "$WORK/server/identity.json")
 export AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET AWS_DEFAULT_REGION=us-east-1
 export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
-export BERTH_ENDPOINT="http://127.0.0.1:$PORT" BENCH_IMAGE=$IMAGE
+export BERTH_ENDPOINT="http://127.0.0.1:$PORT"
 python3 -c 'import boto3,os; boto3.client("ecs", endpoint_url=os.environ["BERTH_ENDPOINT"]).create_cluster(clusterName="default")'
+
+# Into berth's registry, with a docker login of its own (the user's docker config is untouched).
+PUSHED=127.0.0.1:$PORT/$IMAGE
+export DOCKER_CONFIG=$WORK/docker
+python3 -c 'import boto3,os; boto3.client("ecr", endpoint_url=os.environ["BERTH_ENDPOINT"]).create_repository(repositoryName="berth-bench/busybox")'
+python3 -c 'import base64,boto3,os; t=boto3.client("ecr", endpoint_url=os.environ["BERTH_ENDPOINT"]).get_authorization_token()["authorizationData"][0]["authorizationToken"]; print(base64.b64decode(t).decode().split(":",1)[1])' \
+    | docker login --username AWS --password-stdin "127.0.0.1:$PORT" >/dev/null
+docker tag "$IMAGE" "$PUSHED"
+docker push "$PUSHED" >/dev/null
+unset DOCKER_CONFIG
+export BENCH_IMAGE=$PUSHED
 
 "$BERTH" agent --server "$BERTH_ENDPOINT" --cluster default --token "$TOKEN" \
     --data-dir "$WORK/agent" --image-pull-behavior "$PULL_BEHAVIOR" >"$WORK/agent.log" 2>&1 &

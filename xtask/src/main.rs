@@ -23,6 +23,7 @@ const SERVICES: &[(&str, &str)] = &[
     ("elbv2", "elbv2/2015-12-01"),
     ("cloudwatch", "cloudwatch/2010-08-01"),
     ("autoscaling", "application-autoscaling/2016-02-06"),
+    ("secretsmanager", "secretsmanager/2017-10-17"),
 ];
 
 fn main() -> Result<()> {

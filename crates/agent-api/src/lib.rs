@@ -35,6 +35,13 @@ pub const LOGS: &str = "/_berth/agent/v1/logs";
 /// call; a lost report is simply a missing sample (the next one follows in seconds).
 pub const METRICS: &str = "/_berth/agent/v1/metrics";
 
+/// What a task needs before its images are pulled: registry credentials (berth's own registry's
+/// 12-hour token, or a container's `repositoryCredentials` secret) and the values of its
+/// containers' `secrets`. The ECS agent fetches these with the task execution role; berth's
+/// agent holds no AWS keys, so the server resolves them for a task placed on the calling node,
+/// and only what that task's definition names. Node token, like every other call.
+pub const CREDENTIALS: &str = "/_berth/agent/v1/credentials";
+
 /// How often agents sample their tasks' usage by default (seconds).
 pub const METRICS_INTERVAL_SECS: u64 = 5;
 
@@ -155,6 +162,12 @@ pub struct AssignedTask {
     /// Why the task should stop, when `desired_status` is STOPPED (shown as `stoppedReason`).
     #[serde(default)]
     pub stop_reason: Option<String>,
+    /// The task's group (`service:<name>` for a service's tasks), for the metadata endpoint.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Each container's ARN, by container name, for the metadata endpoint.
+    #[serde(default)]
+    pub container_arns: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -269,6 +282,62 @@ pub struct TaskUsage {
     pub cpu_units: f64,
     /// Memory in use, MiB (less inactive page cache, as `docker stats` counts it).
     pub memory_mib: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CredentialsRequest {
+    pub instance_id: String,
+    pub task_arn: String,
+}
+
+/// Per container of the task (by name), what it needs; a container that needs nothing is left
+/// out. A reference that cannot be resolved fails the whole request with
+/// `ResourceInitializationError`, which the agent turns into the task's stopped reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct CredentialsResponse {
+    pub containers: Vec<ContainerCredentials>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerCredentials {
+    pub name: String,
+    /// Credentials for the registry of the container's image.
+    #[serde(default)]
+    pub registry: Option<RegistryCredentials>,
+    /// The container's `secrets`, resolved: environment variable name and value.
+    #[serde(default)]
+    pub secrets: Vec<SecretValue>,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegistryCredentials {
+    pub username: String,
+    pub password: String,
+    /// The registry host the credentials are for (`host[:port]`).
+    pub server: String,
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredentials")
+            .field("username", &self.username)
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretValue {
+    pub name: String,
+    pub value: String,
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretValue")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Errors the agent endpoints answer with: `{"code": …, "message": …}` and a 4xx status.

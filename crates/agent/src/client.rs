@@ -123,6 +123,14 @@ impl Client {
         Ok(())
     }
 
+    pub async fn credentials(
+        &self,
+        token: &str,
+        req: &api::CredentialsRequest,
+    ) -> Result<api::CredentialsResponse, ClientError> {
+        self.call(api::CREDENTIALS, Some(token), req).await
+    }
+
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         path: &str,

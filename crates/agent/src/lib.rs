@@ -18,7 +18,9 @@
 pub mod client;
 pub mod holder;
 pub mod logship;
+pub mod metadata;
 pub mod metrics;
+mod pulls;
 mod reports;
 pub mod state;
 pub mod supervisor;
@@ -82,6 +84,9 @@ pub struct Config {
     /// How often the tasks' CPU and memory are sampled and shipped for CloudWatch (ECS's
     /// `CPUUtilization`/`MemoryUtilization`); zero turns sampling off.
     pub metrics_interval: Duration,
+    /// Port of the task metadata endpoint (`ECS_CONTAINER_METADATA_URI_V4`) on loopback and
+    /// the Docker bridge's gateway; 0 for an ephemeral one, `None` serves none.
+    pub metadata_port: Option<u16>,
 }
 
 impl Config {
@@ -100,6 +105,7 @@ impl Config {
             tick: Duration::from_millis(500),
             max_backoff: Duration::from_secs(15),
             metrics_interval: Duration::from_secs(api::METRICS_INTERVAL_SECS),
+            metadata_port: Some(metadata::DEFAULT_PORT),
         }
     }
 }
@@ -131,6 +137,8 @@ pub struct Agent {
     runtime: Result<Runtime, String>,
     client: Client,
     reports: Arc<Reports>,
+    /// What the task metadata endpoint serves, kept by the tasks' supervisors.
+    metadata: Arc<metadata::Directory>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -160,6 +168,7 @@ impl Agent {
             runtime: runtime.map_err(|e| e.to_string()),
             client,
             reports: Arc::new(Reports::default()),
+            metadata: Arc::default(),
         })
     }
 
@@ -191,11 +200,19 @@ impl Agent {
             (Ok(rt), Ok(_)) => Some(rt.clone()),
             _ => None,
         };
+        // Before any task is translated: the endpoint's URIs go into the containers' specs.
+        let metadata_server = match (&runtime, self.config.metadata_port) {
+            (Some(rt), Some(port)) => {
+                start_metadata(rt, &self.config.data_dir, port, self.metadata.clone()).await
+            }
+            _ => None,
+        };
         let node = NodeContext {
             cluster: self.config.cluster.clone(),
             instance_id: identity.instance_id.clone(),
             bind_address: self.config.bind_address.clone(),
             holder_image: self.config.holder_image.clone(),
+            metadata: metadata_server.as_ref().map(|s| s.endpoints.clone()),
         };
         if let Some(rt) = runtime.clone() {
             let image = self.config.holder_image.clone();
@@ -212,6 +229,11 @@ impl Agent {
         };
 
         let shipper = logship::Shipper::new(self.client.clone(), token_rx.clone());
+        let server = task::ServerLink {
+            client: self.client.clone(),
+            identity: token_rx.clone(),
+        };
+        let pulls = pulls::Pulls::default();
         let reporter = tokio::spawn(report_loop(
             self.client.clone(),
             self.reports.clone(),
@@ -265,6 +287,7 @@ impl Agent {
                         runtime.as_ref(),
                         &node,
                         &shipper,
+                        (&pulls, &server),
                     );
                 }
                 Err(ClientError::Unauthorized(msg)) => {
@@ -334,6 +357,7 @@ impl Agent {
         runtime: Option<&Runtime>,
         node: &NodeContext,
         shipper: &logship::Shipper,
+        (pulls, server): (&pulls::Pulls, &task::ServerLink),
     ) {
         let listed: BTreeSet<String> = assigned.iter().map(|t| t.task_arn.clone()).collect();
         for t in assigned {
@@ -391,7 +415,20 @@ impl Agent {
                 self.config.pull_behavior,
                 adopted.remove(&t.task_arn).unwrap_or_default(),
             )
-            .with_shipper(shipper.clone());
+            .with_shipper(shipper.clone())
+            .with_server(pulls.clone(), server.clone())
+            .with_metadata(node.metadata.is_some().then(|| {
+                metadata::Publisher {
+                    directory: self.metadata.clone(),
+                    cluster: self.config.cluster.clone(),
+                    availability_zone: self
+                        .config
+                        .attributes
+                        .iter()
+                        .find(|(k, _)| k == "ecs.availability-zone")
+                        .and_then(|(_, v)| v.clone()),
+                }
+            }));
             let join = tokio::spawn(runner.run());
             tasks.insert(
                 t.task_arn.clone(),
@@ -622,6 +659,28 @@ pub(crate) fn now_millis() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// Starts the task metadata endpoint. Without it tasks still run (their containers get no
+/// URI), so every failure here is logged, not returned.
+async fn start_metadata(
+    rt: &Runtime,
+    data_dir: &std::path::Path,
+    port: u16,
+    directory: Arc<metadata::Directory>,
+) -> Option<metadata::Server> {
+    let key = match metadata::TokenKey::load_or_create(data_dir) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!("containers get no task metadata endpoint: {e}");
+            return None;
+        }
+    };
+    let gateway = rt.bridge_gateway().await.unwrap_or_else(|e| {
+        tracing::warn!("cannot find the bridge network's gateway: {e}");
+        None
+    });
+    Some(metadata::Server::start(directory, rt.clone(), key, port, gateway).await)
 }
 
 /// The node's containers by task, as labelled by an earlier run of this agent.

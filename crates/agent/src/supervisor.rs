@@ -328,12 +328,15 @@ mod tests {
             overrides: json!(null),
             reserved_ports: vec![],
             stop_reason: None,
+            group: None,
+            container_arns: Default::default(),
         };
         let node = NodeContext {
             cluster: "c".into(),
             instance_id: "i".into(),
             bind_address: "127.0.0.1".into(),
             holder_image: "pause".into(),
+            metadata: None,
         };
         plan(&task, &node).expect("plan")
     }

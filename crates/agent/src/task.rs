@@ -2,16 +2,22 @@
 //! `supervisor::next_actions` what to do, does it, and publishes the task's ECS state for the
 //! reporter. It runs until the task is STOPPED.
 
+use crate::client::{Client, ClientError};
+use crate::pulls::Pulls;
 use crate::reports::Reports;
+use crate::state::Identity;
 use crate::supervisor::{
     self, Action, Failure, Snapshot, Status, StopCode, container_health, container_status,
     task_health, task_status,
 };
 use crate::translate::TaskPlan;
 use crate::{PullBehavior, now_millis};
-use berth_agent_api::{ContainerState as ApiContainer, NetworkBinding, TaskState, labels};
+use berth_agent_api::{
+    self as api, ContainerState as ApiContainer, NetworkBinding, TaskState, labels,
+};
 use berth_runtime::{
-    ContainerId, ContainerState, ContainerStatus, Runtime, RuntimeError, normalize_reference,
+    ContainerId, ContainerState, ContainerStatus, RegistryAuth, Runtime, RuntimeError,
+    normalize_reference,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +30,13 @@ use tokio::sync::watch;
 pub struct Desired {
     pub stop: bool,
     pub reason: Option<String>,
+}
+
+/// Whether an image reference names a registry host (`host[:port]/…`), as docker reads it.
+fn names_registry_host(image: &str) -> bool {
+    image.split_once('/').is_some_and(|(first, _)| {
+        first.contains('.') || first.contains(':') || first == "localhost"
+    })
 }
 
 /// Containers found on the node for this task when the agent started: container name label →
@@ -58,6 +71,30 @@ pub(crate) struct TaskRunner {
     shipper: Option<crate::logship::Shipper>,
     /// Which containers already have a log follower.
     shipping: Vec<bool>,
+    /// Pulls shared with the node's other tasks.
+    pulls: Pulls,
+    /// Where the task's registry credentials and secrets come from; `None` in tests that run
+    /// no control plane (the task then pulls without credentials and names no secrets).
+    server: Option<ServerLink>,
+    /// Keeps the task metadata endpoint's view of the task; `None` when the node serves none.
+    metadata: Option<crate::metadata::Publisher>,
+}
+
+/// The control plane, as a task's supervisor needs it before its pull
+/// ([`api::CREDENTIALS`]).
+#[derive(Clone)]
+pub(crate) struct ServerLink {
+    pub client: Client,
+    pub identity: watch::Receiver<Option<Identity>>,
+}
+
+/// What came of asking the server for a task's credentials.
+enum Credentials {
+    Got(api::CredentialsResponse),
+    /// The server cannot be asked now (away, or the node not registered yet): try again later.
+    Later(String),
+    /// The task cannot start: ECS's stopped reason.
+    Refused(String),
 }
 
 impl TaskRunner {
@@ -110,7 +147,18 @@ impl TaskRunner {
             last: None,
             shipper: None,
             shipping: vec![false; n],
+            pulls: Pulls::default(),
+            server: None,
+            metadata: None,
         }
+    }
+
+    /// Pulls through the node's shared `pulls`, with the credentials and secrets `server`
+    /// resolves for the task.
+    pub fn with_server(mut self, pulls: Pulls, server: ServerLink) -> TaskRunner {
+        self.pulls = pulls;
+        self.server = Some(server);
+        self
     }
 
     /// A task whose definition cannot run here: STOPPED at once, with the reason.
@@ -132,6 +180,12 @@ impl TaskRunner {
     /// Ships the output of the task's `awslogs` containers through `shipper`.
     pub fn with_shipper(mut self, shipper: crate::logship::Shipper) -> TaskRunner {
         self.shipper = Some(shipper);
+        self
+    }
+
+    /// Keeps the task metadata endpoint's view of the task up to date through `publisher`.
+    pub fn with_metadata(mut self, publisher: Option<crate::metadata::Publisher>) -> TaskRunner {
+        self.metadata = publisher;
         self
     }
 
@@ -202,6 +256,9 @@ impl TaskRunner {
             }
             self.publish();
             if self.done {
+                if let Some(m) = &self.metadata {
+                    m.remove(&self.plan.task_arn);
+                }
                 self.finished.store(true, Ordering::SeqCst);
                 tracing::info!(task = %arn, "task stopped");
                 return;
@@ -410,8 +467,56 @@ impl TaskRunner {
         }
     }
 
+    /// The task's registry credentials and secrets, when it needs any: a container names
+    /// `secrets` or `repositoryCredentials`, or an image names a registry host (which may be
+    /// the server's own registry; the server knows).
+    async fn credentials(&self) -> Credentials {
+        let needed = self
+            .plan
+            .containers
+            .iter()
+            .any(|c| c.needs_secrets || names_registry_host(&c.spec.image));
+        let Some(server) = self.server.as_ref().filter(|_| needed) else {
+            return Credentials::Got(api::CredentialsResponse::default());
+        };
+        let Some(identity) = server.identity.borrow().clone() else {
+            return Credentials::Later("the node is not registered yet".into());
+        };
+        let req = api::CredentialsRequest {
+            instance_id: identity.instance_id.clone(),
+            task_arn: self.plan.task_arn.clone(),
+        };
+        match server.client.credentials(&identity.node_token, &req).await {
+            Ok(c) => Credentials::Got(c),
+            Err(ClientError::Refused { code, message, .. })
+                if code == "ResourceInitializationError" =>
+            {
+                Credentials::Refused(format!("{code}: {message}"))
+            }
+            // The server no longer places the task here (it will say so in the next poll), or
+            // predates this endpoint: pull as an anonymous client would.
+            Err(ClientError::Refused { status: 404, .. }) => {
+                Credentials::Got(api::CredentialsResponse::default())
+            }
+            Err(e) => Credentials::Later(e.to_string()),
+        }
+    }
+
     async fn pull(&mut self) -> Result<(), RuntimeError> {
         self.pull_started_at.get_or_insert_with(now_millis);
+        let logins = match self.credentials().await {
+            Credentials::Got(c) => self.apply_secrets(c),
+            Credentials::Later(why) => {
+                tracing::warn!(task = %self.plan.task_arn, "cannot get the task's credentials yet: {why}");
+                self.wait().await;
+                return Ok(());
+            }
+            Credentials::Refused(reason) => {
+                self.pull_stopped_at = Some(now_millis());
+                self.fail_to_start(None, reason);
+                return Ok(());
+            }
+        };
         let mut images: Vec<String> = self
             .plan
             .containers
@@ -429,7 +534,8 @@ impl TaskRunner {
                 self.note_digest(&image, found.digest);
                 continue;
             }
-            match self.runtime.pull(&image, None).await {
+            let auth = logins.get(&normalize_reference(&image)).cloned();
+            match self.pulls.pull(&self.runtime, &image, auth).await {
                 Ok(r) => self.note_digest(&image, r.digest),
                 Err(e @ RuntimeError::Unavailable(_)) => return Err(e),
                 Err(e) => {
@@ -465,6 +571,34 @@ impl TaskRunner {
         self.pull_stopped_at = Some(now_millis());
         self.pulled = true;
         Ok(())
+    }
+
+    /// Puts the resolved secrets into the containers' environments (a secret wins over a plain
+    /// variable of the same name) and returns the registry login of each image.
+    fn apply_secrets(&mut self, got: api::CredentialsResponse) -> BTreeMap<String, RegistryAuth> {
+        let mut logins = BTreeMap::new();
+        for c in got.containers {
+            let Some(i) = self.plan.index_of(&c.name) else {
+                continue;
+            };
+            let spec = &mut self.plan.containers[i].spec;
+            for s in c.secrets {
+                match spec.env.iter_mut().find(|(k, _)| *k == s.name) {
+                    Some((_, v)) => *v = s.value,
+                    None => spec.env.push((s.name, s.value)),
+                }
+            }
+            if let Some(r) = c.registry {
+                logins
+                    .entry(normalize_reference(&spec.image))
+                    .or_insert(RegistryAuth {
+                        username: r.username,
+                        password: r.password,
+                        server: r.server,
+                    });
+            }
+        }
+        logins
     }
 
     fn note_digest(&mut self, image: &str, digest: Option<String>) {
@@ -528,6 +662,20 @@ impl TaskRunner {
             self.started_at = Some(started.unwrap_or_else(now_millis));
         }
         let desired = self.desired.borrow().clone();
+        if let Some(m) = &self.metadata {
+            m.update(&crate::metadata::Observed {
+                plan: &self.plan,
+                ids: &self.ids,
+                status: &self.status,
+                seen: &self.seen,
+                done: self.done,
+                desired_stop: desired.stop,
+                task_status: status,
+                pull_started_at: self.pull_started_at,
+                pull_stopped_at: self.pull_stopped_at,
+                execution_stopped_at: self.execution_stopped_at,
+            });
+        }
         let (stop_code, stopped_reason) = match (&self.failure, desired.stop) {
             (Some(f), _) => (Some(f.code.as_str().to_string()), Some(f.reason.clone())),
             (None, true) => (None, desired.reason.clone()),

@@ -61,6 +61,16 @@ pub enum NetworkMode {
 }
 
 impl NetworkMode {
+    /// ECS's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::Bridge => "bridge",
+            NetworkMode::Host => "host",
+            NetworkMode::None => "none",
+            NetworkMode::Awsvpc => "awsvpc",
+        }
+    }
+
     fn parse(s: Option<&str>) -> Result<NetworkMode, TranslateError> {
         // ECS on EC2 (Linux) defaults to bridge when the definition names no mode.
         match s.unwrap_or("bridge") {
@@ -120,9 +130,34 @@ pub struct ContainerPlan {
     pub stop_timeout: Duration,
     /// `logDriver: awslogs`: where the agent ships the container's output.
     pub awslogs: Option<crate::logship::AwsLogs>,
+    /// The container names `secrets` or `repositoryCredentials`, which the server resolves
+    /// before the pull (their values are added to `spec` then, never kept in the plan).
+    pub needs_secrets: bool,
+    /// What the task metadata endpoint reports of the container beyond its spec.
+    pub metadata: ContainerMetadataPlan,
     /// `spec.name` is deterministic per task (`ecs-<family>-<rev>-<name>-<task id>`), so a create
     /// repeated after a crash finds the container it made instead of making a second one.
     pub spec: ContainerSpec,
+}
+
+/// A container's task-metadata facts that its runtime spec does not carry.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContainerMetadataPlan {
+    /// The id in the container's metadata URI; `None` when it was given no URI.
+    pub token: Option<String>,
+    /// The definition's `cpu` units (ECS's container `Limits.CPU`).
+    pub cpu: i32,
+    /// The container's ARN, as the control plane made it.
+    pub arn: Option<String>,
+    pub log_driver: Option<String>,
+    pub log_options: BTreeMap<String, String>,
+}
+
+/// The task-level `cpu` and `memory` of the definition, as the metadata endpoint reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct TaskLimits {
+    pub vcpu: Option<f64>,
+    pub memory_mib: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -140,6 +175,9 @@ pub struct TaskPlan {
     /// `awsvpc` only: the container that holds the task's network namespace (and publishes its
     /// ports); created and started before, and stopped after, every other container.
     pub holder: Option<ContainerSpec>,
+    pub limits: TaskLimits,
+    /// The service the task belongs to (its group is `service:<name>`).
+    pub service_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +196,8 @@ pub struct NodeContext {
     pub bind_address: String,
     /// Image of the `awsvpc` namespace holder.
     pub holder_image: String,
+    /// The task metadata endpoint, when the agent serves one.
+    pub metadata: Option<crate::metadata::Endpoints>,
 }
 
 impl TaskPlan {
@@ -217,6 +257,9 @@ pub fn plan(task: &AssignedTask, node: &NodeContext) -> Result<TaskPlan, Transla
         names: &names,
         order: &order,
         bind_address: &node.bind_address,
+        task_arn: &task.task_arn,
+        container_arns: &task.container_arns,
+        metadata: node.metadata.as_ref(),
         docker_name: &docker_name,
         holder_name: &holder_name,
     };
@@ -251,7 +294,42 @@ pub fn plan(task: &AssignedTask, node: &NodeContext) -> Result<TaskPlan, Transla
         containers,
         volumes,
         holder,
+        limits: TaskLimits {
+            vcpu: def.cpu.as_deref().and_then(task_vcpu),
+            memory_mib: def.memory.as_deref().and_then(task_memory_mib),
+        },
+        service_name: task
+            .group
+            .as_deref()
+            .and_then(|g| g.strip_prefix("service:"))
+            .map(str::to_owned),
     })
+}
+
+/// A task-level `cpu`: CPU units (`256`) or vCPUs (`0.25 vCPU`), in vCPUs.
+fn task_vcpu(cpu: &str) -> Option<f64> {
+    let cpu = cpu.trim();
+    let lower = cpu.to_ascii_lowercase();
+    match lower.strip_suffix("vcpu") {
+        Some(v) => v.trim().parse().ok(),
+        None => cpu.parse::<f64>().ok().map(|units| units / 1024.0),
+    }
+    .filter(|v: &f64| v.is_finite() && *v > 0.0)
+}
+
+/// A task-level `memory`: MiB (`512`) or GB (`1 GB`), in MiB.
+fn task_memory_mib(memory: &str) -> Option<u64> {
+    let lower = memory.trim().to_ascii_lowercase();
+    let mib = match lower.strip_suffix("gb") {
+        Some(gb) => gb.trim().parse::<f64>().ok()? * 1024.0,
+        None => lower
+            .strip_suffix("mb")
+            .unwrap_or(&lower)
+            .trim()
+            .parse::<f64>()
+            .ok()?,
+    };
+    (mib.is_finite() && mib > 0.0).then(|| mib.round() as u64)
 }
 
 /// The `awsvpc` namespace holder: a container that only sleeps, so the namespace outlives any of
@@ -304,6 +382,9 @@ struct ContainerContext<'a> {
     /// Definition indexes in start order.
     order: &'a [usize],
     bind_address: &'a str,
+    task_arn: &'a str,
+    container_arns: &'a BTreeMap<String, String>,
+    metadata: Option<&'a crate::metadata::Endpoints>,
     docker_name: &'a dyn Fn(&str) -> String,
     holder_name: &'a str,
 }
@@ -336,6 +417,24 @@ fn container_plan(
         match env.iter_mut().find(|(n, _)| *n == k) {
             Some(slot) => slot.1 = v,
             None => env.push((k, v)),
+        }
+    }
+
+    // The task metadata endpoint, where the agent serves one this container can reach; a
+    // variable the definition sets itself is left as it is.
+    let metadata_base = cx.metadata.and_then(|m| m.base_for(cx.network_mode));
+    let token = cx
+        .metadata
+        .filter(|_| metadata_base.is_some())
+        .map(|m| m.key.token(cx.task_arn, name));
+    if let (Some(base), Some(token)) = (metadata_base, &token) {
+        for (var, version) in [
+            (crate::metadata::ENV_V4, "v4"),
+            (crate::metadata::ENV_V3, "v3"),
+        ] {
+            if !env.iter().any(|(n, _)| n == var) {
+                env.push((var.to_string(), format!("{base}/{version}/{token}")));
+            }
         }
     }
 
@@ -561,6 +660,22 @@ fn container_plan(
         depends_on,
         stop_timeout,
         awslogs: crate::logship::AwsLogs::of(d.log_configuration.as_ref()),
+        metadata: ContainerMetadataPlan {
+            token,
+            cpu,
+            arn: cx.container_arns.get(name).cloned(),
+            log_driver: d
+                .log_configuration
+                .as_ref()
+                .and_then(|l| l.log_driver.clone()),
+            log_options: d
+                .log_configuration
+                .as_ref()
+                .and_then(|l| l.options.clone())
+                .unwrap_or_default(),
+        },
+        needs_secrets: d.secrets.as_ref().is_some_and(|s| !s.is_empty())
+            || d.repository_credentials.is_some(),
         spec,
     })
 }
@@ -665,6 +780,8 @@ mod tests {
             overrides,
             reserved_ports: vec![],
             stop_reason: None,
+            group: None,
+            container_arns: Default::default(),
         }
     }
 
@@ -674,6 +791,7 @@ mod tests {
             instance_id: "inst-1".into(),
             bind_address: "127.0.0.1".into(),
             holder_image: "berth/pause:1".into(),
+            metadata: None,
         }
     }
 
@@ -965,6 +1083,133 @@ mod tests {
         }
         let def = json!({"family": "f", "networkMode": "nat", "containerDefinitions": [{"name": "a", "image": "i"}]});
         assert_eq!(plan_of(def), Err(TranslateError::NetworkMode("nat".into())));
+    }
+
+    #[test]
+    fn containers_get_the_metadata_uri_their_network_mode_reaches() {
+        let endpoints = crate::metadata::Endpoints {
+            key: crate::metadata::TokenKey::from_bytes([3; 32]),
+            bridge: Some("http://172.17.0.1:51679".into()),
+            host: Some("http://127.0.0.1:51679".into()),
+        };
+        let served = NodeContext {
+            metadata: Some(endpoints.clone()),
+            ..node()
+        };
+        let uris = |mode: &str, env: serde_json::Value| {
+            let def = json!({"family": "f", "revision": 1, "networkMode": mode, "containerDefinitions": [
+                {"name": "a", "image": "i", "environment": env}
+            ]});
+            let p = plan(&task(def, json!(null)), &served).expect("plan");
+            let c = &p.containers[0];
+            let var = |name: &str| {
+                c.spec
+                    .env
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            };
+            (
+                var(crate::metadata::ENV_V4),
+                var(crate::metadata::ENV_V3),
+                c.metadata.token.clone(),
+            )
+        };
+        let token = endpoints
+            .key
+            .token(&task(json!({}), json!(null)).task_arn, "a");
+        assert_eq!(
+            uris("bridge", json!([])),
+            (
+                Some(format!("http://172.17.0.1:51679/v4/{token}")),
+                Some(format!("http://172.17.0.1:51679/v3/{token}")),
+                Some(token.clone())
+            )
+        );
+        // The awsvpc namespace holder sits on the bridge too.
+        assert_eq!(
+            uris("awsvpc", json!([])).0,
+            Some(format!("http://172.17.0.1:51679/v4/{token}"))
+        );
+        assert_eq!(
+            uris("host", json!([])).0,
+            Some(format!("http://127.0.0.1:51679/v4/{token}"))
+        );
+        assert_eq!(uris("none", json!([])), (None, None, None));
+        // The definition's own value wins; the other variable is still set.
+        let (v4, v3, _) = uris(
+            "bridge",
+            json!([{"name": "ECS_CONTAINER_METADATA_URI_V4", "value": "http://mine"}]),
+        );
+        assert_eq!(v4.as_deref(), Some("http://mine"));
+        assert!(v3.is_some());
+        // No endpoint bound for a mode: no variable, no token.
+        let bridge_only = NodeContext {
+            metadata: Some(crate::metadata::Endpoints {
+                host: None,
+                ..endpoints
+            }),
+            ..node()
+        };
+        let def = json!({"family": "f", "networkMode": "host", "containerDefinitions": [{"name": "a", "image": "i"}]});
+        let p = plan(&task(def, json!(null)), &bridge_only).expect("plan");
+        assert!(p.containers[0].spec.env.is_empty());
+        assert_eq!(p.containers[0].metadata.token, None);
+        // And none at all without an endpoint.
+        let p = plan_of(web_app("bridge")).expect("plan");
+        assert!(p.containers.iter().all(|c| {
+            c.metadata.token.is_none()
+                && c.spec
+                    .env
+                    .iter()
+                    .all(|(k, _)| !k.starts_with("ECS_CONTAINER_METADATA"))
+        }));
+    }
+
+    #[test]
+    fn task_limits_read_both_spellings() {
+        assert_eq!(task_vcpu("256"), Some(0.25));
+        assert_eq!(task_vcpu("1 vCPU"), Some(1.0));
+        assert_eq!(task_vcpu(".5 vcpu"), Some(0.5));
+        assert_eq!(task_vcpu("lots"), None);
+        assert_eq!(task_vcpu("0"), None);
+        assert_eq!(task_memory_mib("512"), Some(512));
+        assert_eq!(task_memory_mib("2 GB"), Some(2048));
+        assert_eq!(task_memory_mib("0.5GB"), Some(512));
+        assert_eq!(task_memory_mib("1024 MB"), Some(1024));
+        assert_eq!(task_memory_mib("-1"), None);
+        let p = plan_of(json!({"family": "f", "cpu": "512", "memory": "1 GB",
+                               "containerDefinitions": [{"name": "a", "image": "i"}]}))
+        .expect("plan");
+        assert_eq!(
+            p.limits,
+            TaskLimits {
+                vcpu: Some(0.5),
+                memory_mib: Some(1024)
+            }
+        );
+        let p = plan_of(web_app("bridge")).expect("plan");
+        assert_eq!(p.limits, TaskLimits::default());
+        assert_eq!(p.containers[2].metadata.cpu, 256);
+    }
+
+    #[test]
+    fn a_service_task_knows_its_service_and_container_arns() {
+        let mut t = task(
+            json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i"}]}),
+            json!(null),
+        );
+        t.group = Some("service:web".into());
+        t.container_arns
+            .insert("a".into(), "arn:aws:ecs:us-east-1:0:container/c/t/1".into());
+        let p = plan(&t, &node()).expect("plan");
+        assert_eq!(p.service_name.as_deref(), Some("web"));
+        assert_eq!(
+            p.containers[0].metadata.arn.as_deref(),
+            Some("arn:aws:ecs:us-east-1:0:container/c/t/1")
+        );
+        t.group = Some("family:f".into());
+        assert_eq!(plan(&t, &node()).expect("plan").service_name, None);
     }
 
     #[test]

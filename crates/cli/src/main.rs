@@ -68,6 +68,10 @@ struct AgentArgs {
     /// `AWS/ECS` metrics; 0 turns sampling off.
     #[arg(long, env = "BERTH_AGENT_METRICS_INTERVAL_SECS", default_value_t = Config::DEFAULT_METRICS_INTERVAL_SECS)]
     metrics_interval_secs: u64,
+    /// Port of the task metadata endpoint (`ECS_CONTAINER_METADATA_URI_V4`), served on loopback
+    /// and on the Docker bridge's gateway; 0 picks a free port.
+    #[arg(long, env = "BERTH_METADATA_PORT", default_value_t = berth_agent::metadata::DEFAULT_PORT)]
+    metadata_port: u16,
 }
 
 fn parse_attribute(s: &str) -> Result<(String, Option<String>), String> {
@@ -93,6 +97,7 @@ impl AgentArgs {
         c.memory_reserve_mib = self.memory_reserve_mib;
         c.cleanup_after = std::time::Duration::from_secs(self.cleanup_secs);
         c.metrics_interval = std::time::Duration::from_secs(self.metrics_interval_secs);
+        c.metadata_port = Some(self.metadata_port);
         c.pull_behavior = match self.image_pull_behavior.as_str() {
             "always" => berth_agent::PullBehavior::Always,
             "prefer-cached" => berth_agent::PullBehavior::PreferCached,
@@ -171,6 +176,12 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     target_tracking_period_secs: Option<u32>,
+    /// Port of the task metadata endpoint `berth up`'s agent serves its containers
+    /// (`ECS_CONTAINER_METADATA_URI_V4`) on loopback and the Docker bridge's gateway; 0 picks
+    /// a free port.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata_port: Option<u16>,
 }
 
 #[derive(Deserialize)]
@@ -189,9 +200,11 @@ struct Settings {
     metrics_interval_secs: u64,
     metrics_high_resolution: bool,
     target_tracking_period_secs: u32,
+    metadata_port: u16,
 }
 
-fn config(role: Role, args: ServeArgs) -> Result<Config> {
+/// The server's configuration, and the metadata port of `up`'s agent (not the server's).
+fn config(role: Role, args: ServeArgs) -> Result<(Config, u16)> {
     let defaults = serde_json::json!({
         "listen": Config::DEFAULT_LISTEN,
         "data_dir": Config::default_data_dir(),
@@ -205,6 +218,7 @@ fn config(role: Role, args: ServeArgs) -> Result<Config> {
         "metrics_interval_secs": Config::DEFAULT_METRICS_INTERVAL_SECS,
         "metrics_high_resolution": false,
         "target_tracking_period_secs": Config::DEFAULT_TARGET_TRACKING_PERIOD_SECS,
+        "metadata_port": berth_agent::metadata::DEFAULT_PORT,
     });
     let mut figment = Figment::from(Serialized::defaults(defaults));
     if let Some(file) = &args.config {
@@ -242,7 +256,7 @@ fn config(role: Role, args: ServeArgs) -> Result<Config> {
                 && s.target_tracking_period_secs.is_multiple_of(60)),
         "--target-tracking-period-secs must be 10, 30 or a multiple of 60"
     );
-    Ok(Config {
+    let config = Config {
         role,
         listen: s.listen,
         data_dir: s.data_dir,
@@ -258,7 +272,8 @@ fn config(role: Role, args: ServeArgs) -> Result<Config> {
         metrics_interval_secs: s.metrics_interval_secs,
         metrics_high_resolution: s.metrics_high_resolution,
         target_tracking_period_secs: s.target_tracking_period_secs,
-    })
+    };
+    Ok((config, s.metadata_port))
 }
 
 /// Registers the SIGINT and SIGTERM handlers now, before berth says it is ready, and returns a
@@ -296,7 +311,7 @@ fn main() -> Result<()> {
         Command::Server(a) => (Role::Server, a),
         Command::Agent(a) => return runtime.block_on(run_agent(a.config())),
     };
-    let config = config(role, args)?;
+    let (config, metadata_port) = config(role, args)?;
     runtime.block_on(async move {
         // One signal stops both the server and (under `up`) its agent.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -332,6 +347,7 @@ fn main() -> Result<()> {
                         berth_agent::Config::new(&format!("http://{addr}"), "default", agent_dir);
                     c.join_token = Some(s.join_token.clone());
                     c.metrics_interval = metrics_interval;
+                    c.metadata_port = Some(metadata_port);
                     tokio::spawn(run_local_agent(c, docker, stopped(agent_stop)));
                 }
             },

@@ -89,6 +89,23 @@ const MAX_DEPTH: usize = 6;
 const DEFAULT_ITEMS: usize = 2;
 /// Strings are this long when no bound says otherwise.
 const DEFAULT_LEN: usize = 10;
+/// The largest request body a generated case may have unless told otherwise: berth refuses
+/// awsJson, awsQuery and CBOR bodies past 1 MiB (`berth_aws::json::MAX_BODY`) before reading
+/// them, as AWS refuses oversized requests, so a bigger case would test the size limit rather
+/// than the constraint it was made for.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// Entries of a list or map whose values are bound or broken one by one: entries past these
+/// are made alike, so breaking entry 5,000 of a list at its maximum length says nothing entry 0
+/// did not, while a copy of the whole body per entry would not fit in memory.
+const SITE_ITEMS: usize = 3;
+
+/// The key of a structure shape that lists groups of members of which a request must name
+/// exactly one (`[["logGroupName", "logGroupIdentifier"]]`). botocore's models cannot say this
+/// (AWS writes it in the documentation: "You must include either logGroupIdentifier or
+/// logGroupName, but not both"), so a profile adds it to the model; the generator then names the
+/// first member of each group in minimal requests and only one in bound requests, and the suite
+/// does not expect such an operation to accept `{}`.
+pub const REQUIRES_ONE_OF: &str = "x-berth-requires-one-of";
 
 /// Generates requests for one model.
 pub struct Generator<'a> {
@@ -100,6 +117,18 @@ pub struct Generator<'a> {
     bind: bool,
     patterns: HashMap<String, Option<Regex>>,
     counter: u64,
+    body_limit: usize,
+    /// Cases not generated because their body would pass `body_limit`: `(label, why)`.
+    skipped: Vec<(String, String)>,
+}
+
+/// A value of a given size, or why there is none.
+enum Sized {
+    Value(Value),
+    /// The shape has no size (an enum string, a scalar).
+    None,
+    /// It would take about this many bytes, more than the room left in the body.
+    TooLarge(usize),
 }
 
 impl<'a> Generator<'a> {
@@ -111,7 +140,55 @@ impl<'a> Generator<'a> {
             bind: false,
             patterns: HashMap::new(),
             counter: 0,
+            body_limit: DEFAULT_BODY_LIMIT,
+            skipped: Vec::new(),
         }
+    }
+
+    /// Generates no request body larger than `limit` bytes (see [`DEFAULT_BODY_LIMIT`]).
+    pub fn with_body_limit(mut self, limit: usize) -> Self {
+        self.body_limit = limit;
+        self
+    }
+
+    /// The cases left out so far because their body would pass the body limit, as
+    /// `(label, why)`; the suite reports them as not applicable.
+    pub fn skipped(&self) -> &[(String, String)] {
+        &self.skipped
+    }
+
+    /// `base` with `v` at `pointer`, or `None` (noted in [`Generator::skipped`]) when `v` is
+    /// too large to fit the body limit there.
+    fn place(&mut self, label: &str, base: &Value, pointer: &str, v: Sized) -> Option<Value> {
+        let too_large = |bytes: usize, limit: usize| {
+            format!("its body would be about {bytes} bytes, past the {limit}-byte request limit")
+        };
+        let v = match v {
+            Sized::Value(v) => v,
+            Sized::None => return None,
+            Sized::TooLarge(bytes) => {
+                let why = too_large(bytes, self.body_limit);
+                self.skipped.push((label.to_string(), why));
+                return None;
+            }
+        };
+        let mut body = base.clone();
+        *body.pointer_mut(pointer)? = v;
+        let bytes = json_len(&body);
+        if bytes > self.body_limit {
+            let why = too_large(bytes, self.body_limit);
+            self.skipped.push((label.to_string(), why));
+            return None;
+        }
+        Some(body)
+    }
+
+    /// How many bytes a value of `pointer`'s size may take in `base` and keep the body within
+    /// the limit.
+    fn room(&self, base: &Value, pointer: &str) -> usize {
+        let slot = base.pointer(pointer).map_or(0, json_len);
+        self.body_limit
+            .saturating_sub(json_len(base).saturating_sub(slot))
     }
 
     pub fn with_bindings(mut self, bindings: Map<String, Value>) -> Self {
@@ -196,7 +273,9 @@ impl<'a> Generator<'a> {
                 });
             }
         }
-        // Every constrained value of the maximal request at its lower and upper bound.
+        // Every constrained value of the maximal request at its lower and upper bound, one site
+        // at a time (a list at its maximum length holds minimal entries), as long as the body
+        // stays within the limit; a bound that cannot is noted, not shrunk.
         let base = self.request(op, Mode::Maximal, true);
         let mut sites = Vec::new();
         self.sites(&input, &base, String::new(), &mut sites);
@@ -206,15 +285,11 @@ impl<'a> Generator<'a> {
                 let Some(bound) = bound.as_f64() else {
                     continue;
                 };
-                if let Some(v) = self.at_bound(&site.shape, bound) {
-                    let mut body = base.clone();
-                    if let Some(slot) = body.pointer_mut(&site.pointer) {
-                        *slot = v;
-                        cases.push(Case {
-                            label: format!("{which} {} ({bound})", site.pointer),
-                            body,
-                        });
-                    }
+                let label = format!("{which} {} ({bound})", site.pointer);
+                let room = self.room(&base, &site.pointer);
+                let v = self.at_bound(&site.shape, bound, room);
+                if let Some(body) = self.place(&label, &base, &site.pointer, v) {
+                    cases.push(Case { label, body });
                 }
             }
         }
@@ -262,7 +337,35 @@ impl<'a> Generator<'a> {
             site.pointer.clone()
         };
         let mut out = Vec::new();
-        let mut with = |label: String, broken: Broken, v: Value| {
+        let room = self.room(base, &site.pointer);
+        let mut sized_cases = Vec::new();
+        let min = s["min"].as_f64();
+        let max = s["max"].as_f64();
+        if matches!(kind.as_str(), "string" | "list" | "map") {
+            if let Some(min) = min.filter(|m| *m >= 1.0) {
+                let label = format!("too short at {at} (min {min})");
+                let v = self.sized(&site.shape, min as usize - 1, room);
+                if let Some(body) = self.place(&label, base, &site.pointer, v) {
+                    sized_cases.push(InvalidCase {
+                        label,
+                        body,
+                        broken: Broken::TooShort,
+                    });
+                }
+            }
+            if let Some(max) = max {
+                let label = format!("too long at {at} (max {max})");
+                let v = self.sized(&site.shape, max as usize + 1, room);
+                if let Some(body) = self.place(&label, base, &site.pointer, v) {
+                    sized_cases.push(InvalidCase {
+                        label,
+                        body,
+                        broken: Broken::TooLong,
+                    });
+                }
+            }
+        }
+        let with = |out: &mut Vec<InvalidCase>, label: String, broken: Broken, v: Value| {
             let mut body = base.clone();
             if let Some(slot) = body.pointer_mut(&site.pointer) {
                 *slot = v;
@@ -278,6 +381,7 @@ impl<'a> Generator<'a> {
         let query = self.model.metadata("protocol") == Some("query");
         if !(query && matches!(kind.as_str(), "string" | "blob")) {
             with(
+                &mut out,
                 format!("wrong type at {at}"),
                 Broken::WrongType,
                 wrong_type(&kind),
@@ -285,34 +389,18 @@ impl<'a> Generator<'a> {
         }
         if s["enum"].is_array() {
             with(
+                &mut out,
                 format!("enum outside the set at {at}"),
                 Broken::EnumOutside,
                 json!("CONFORMANCE_NOT_IN_ENUM"),
             );
         }
-        let min = s["min"].as_f64();
-        let max = s["max"].as_f64();
+        out.append(&mut sized_cases);
         match kind.as_str() {
-            "string" | "list" | "map" => {
-                if let Some(min) = min.filter(|m| *m >= 1.0)
-                    && let Some(v) = self.sized(&site.shape, min as usize - 1)
-                {
-                    with(
-                        format!("too short at {at} (min {min})"),
-                        Broken::TooShort,
-                        v,
-                    );
-                }
-                if let Some(max) = max
-                    && max < 100_000.0
-                    && let Some(v) = self.sized(&site.shape, max as usize + 1)
-                {
-                    with(format!("too long at {at} (max {max})"), Broken::TooLong, v);
-                }
-            }
             "integer" | "long" => {
                 if let Some(min) = min {
                     with(
+                        &mut out,
                         format!("below min at {at} ({min})"),
                         Broken::BelowMin,
                         json!(min as i64 - 1),
@@ -320,6 +408,7 @@ impl<'a> Generator<'a> {
                 }
                 if let Some(max) = max {
                     with(
+                        &mut out,
                         format!("above max at {at} ({max})"),
                         Broken::AboveMax,
                         json!(max as i64 + 1),
@@ -329,6 +418,7 @@ impl<'a> Generator<'a> {
             "double" | "float" => {
                 if let Some(min) = min {
                     with(
+                        &mut out,
                         format!("below min at {at} ({min})"),
                         Broken::BelowMin,
                         json!(min - 0.5),
@@ -336,6 +426,7 @@ impl<'a> Generator<'a> {
                 }
                 if let Some(max) = max {
                     with(
+                        &mut out,
                         format!("above max at {at} ({max})"),
                         Broken::AboveMax,
                         json!(max + 0.5),
@@ -355,6 +446,7 @@ impl<'a> Generator<'a> {
                 let v = c.repeat(len);
                 if !re.is_match(&v) {
                     with(
+                        &mut out,
                         format!("pattern mismatch at {at}"),
                         Broken::PatternMismatch,
                         json!(v),
@@ -390,7 +482,8 @@ impl<'a> Generator<'a> {
         out
     }
 
-    /// Every value in `value` (generated from `shape`) with its shape, depth first.
+    /// Every value in `value` (generated from `shape`) with its shape, depth first; of a list or
+    /// map, the first [`SITE_ITEMS`] entries.
     fn sites(&self, shape: &str, value: &Value, pointer: String, out: &mut Vec<Site>) {
         let s = self.shape(shape);
         match (s["type"].as_str(), value) {
@@ -408,7 +501,7 @@ impl<'a> Generator<'a> {
             }
             (Some("list"), Value::Array(items)) => {
                 if let Some(member) = s["member"]["shape"].as_str() {
-                    for (i, v) in items.iter().enumerate() {
+                    for (i, v) in items.iter().enumerate().take(SITE_ITEMS) {
                         let p = format!("{pointer}/{i}");
                         out.push(Site {
                             pointer: p.clone(),
@@ -420,7 +513,7 @@ impl<'a> Generator<'a> {
             }
             (Some("map"), Value::Object(obj)) => {
                 if let Some(val) = s["value"]["shape"].as_str() {
-                    for (k, v) in obj {
+                    for (k, v) in obj.iter().take(SITE_ITEMS) {
                         let p = format!("{pointer}/{}", escape(k));
                         out.push(Site {
                             pointer: p.clone(),
@@ -434,38 +527,58 @@ impl<'a> Generator<'a> {
         }
     }
 
-    /// A value of `shape` at `bound`: a string/list/map of that length, a number of that value.
-    fn at_bound(&mut self, shape: &str, bound: f64) -> Option<Value> {
+    /// A value of `shape` at `bound`: a string/list/map of that length (within `room` bytes),
+    /// a number of that value.
+    fn at_bound(&mut self, shape: &str, bound: f64, room: usize) -> Sized {
         let s = self.shape(shape);
-        match s["type"].as_str()? {
-            "string" | "list" | "map" if bound <= 100_000.0 => self.sized(shape, bound as usize),
-            "integer" | "long" => Some(json!(bound as i64)),
-            "double" | "float" => Some(json!(bound)),
-            _ => None,
+        match s["type"].as_str().unwrap_or_default() {
+            "string" | "list" | "map" => self.sized(shape, bound as usize, room),
+            "integer" | "long" => Sized::Value(json!(bound as i64)),
+            "double" | "float" => Sized::Value(json!(bound)),
+            _ => Sized::None,
         }
     }
 
-    /// A string of `len` characters, or a list/map of `len` generated entries.
-    fn sized(&mut self, shape: &str, len: usize) -> Option<Value> {
+    /// A string of `len` characters, or a list/map of `len` generated minimal entries; nothing
+    /// is built when it would take more than `room` bytes (its size is known from the first
+    /// entry, so a list of 10,000 large entries is never made only to be thrown away).
+    fn sized(&mut self, shape: &str, len: usize, room: usize) -> Sized {
         let s = self.shape(shape);
-        match s["type"].as_str()? {
+        match s["type"].as_str().unwrap_or_default() {
             "string" => {
                 if s["enum"].is_array() {
-                    return None;
+                    return Sized::None;
                 }
-                Some(Value::String(self.string_of_len(&s, len)))
+                // Generated strings are ASCII: one byte a character, plus the quotes.
+                if len + 2 > room {
+                    return Sized::TooLarge(len + 2);
+                }
+                Sized::Value(Value::String(self.string_of_len(&s, len)))
             }
             "list" => {
-                let member = s["member"]["shape"].as_str()?.to_string();
-                Some(Value::Array(
-                    (0..len)
-                        .map(|_| self.value(&member, Mode::Minimal, 1))
-                        .collect(),
-                ))
+                let Some(member) = s["member"]["shape"].as_str().map(str::to_string) else {
+                    return Sized::None;
+                };
+                let mut items = Vec::with_capacity(len.min(room));
+                for i in 0..len {
+                    let item = self.value(&member, Mode::Minimal, 1);
+                    if i == 0 {
+                        let bytes = len.saturating_mul(json_len(&item) + 1).saturating_add(1);
+                        if bytes > room {
+                            return Sized::TooLarge(bytes);
+                        }
+                    }
+                    items.push(item);
+                }
+                Sized::Value(Value::Array(items))
             }
             "map" => {
-                let key = s["key"]["shape"].as_str()?.to_string();
-                let val = s["value"]["shape"].as_str()?.to_string();
+                let (Some(key), Some(val)) =
+                    (s["key"]["shape"].as_str(), s["value"]["shape"].as_str())
+                else {
+                    return Sized::None;
+                };
+                let (key, val) = (key.to_string(), val.to_string());
                 let mut m = Map::new();
                 let mut guard = 0;
                 while m.len() < len && guard < len * 4 + 8 {
@@ -473,11 +586,19 @@ impl<'a> Generator<'a> {
                     let k = self.value(&key, Mode::Minimal, 1);
                     let k = k.as_str().unwrap_or_default().to_string();
                     let v = self.value(&val, Mode::Minimal, 1);
+                    if guard == 1 {
+                        let bytes = len
+                            .saturating_mul(k.len() + json_len(&v) + 4)
+                            .saturating_add(1);
+                        if bytes > room {
+                            return Sized::TooLarge(bytes);
+                        }
+                    }
                     m.insert(k, v);
                 }
-                Some(Value::Object(m))
+                Sized::Value(Value::Object(m))
             }
-            _ => None,
+            _ => Sized::None,
         }
     }
 
@@ -503,10 +624,19 @@ impl<'a> Generator<'a> {
         }
         match s["type"].as_str().unwrap_or_default() {
             "structure" => {
-                let required: Vec<&str> = s["required"]
+                let mut required: Vec<&str> = s["required"]
                     .as_array()
                     .map(|a| a.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
+                // Of each group of members a request must name exactly one (see
+                // [`REQUIRES_ONE_OF`]), the first stands in for the group.
+                required.extend(
+                    s[REQUIRES_ONE_OF]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|group| group[0].as_str()),
+                );
                 let all = mode == Mode::Maximal && depth < MAX_DEPTH;
                 let union = s["union"].as_bool() == Some(true);
                 let mut obj = Map::new();
@@ -529,6 +659,23 @@ impl<'a> Generator<'a> {
                     };
                     obj.insert(name, v);
                 }
+                // A bound request is meant to be accepted: of each group it must name exactly
+                // one of, it keeps the first it holds (unbound ones keep all, which the server
+                // must refuse).
+                if self.bind {
+                    for group in s[REQUIRES_ONE_OF].as_array().into_iter().flatten() {
+                        let held: Vec<&str> = group
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .filter(|m| obj.contains_key(*m))
+                            .collect();
+                        for extra in held.iter().skip(1) {
+                            obj.remove(*extra);
+                        }
+                    }
+                }
                 Value::Object(obj)
             }
             "list" => {
@@ -545,7 +692,10 @@ impl<'a> Generator<'a> {
             }
             "map" => {
                 let n = count(&s, 1);
-                self.sized(shape, n).unwrap_or_else(|| json!({}))
+                match self.sized(shape, n, usize::MAX) {
+                    Sized::Value(v) => v,
+                    _ => json!({}),
+                }
             }
             "string" => {
                 if let Some(values) = s["enum"].as_array().filter(|v| !v.is_empty()) {
@@ -669,6 +819,24 @@ fn wrong_type(kind: &str) -> Value {
     }
 }
 
+/// The length of `v` as compact JSON, as the suite sends it.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut n, v);
+    n.0
+}
+
 /// JSON-pointer escaping of one reference token.
 fn escape(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
@@ -716,6 +884,57 @@ mod tests {
         }
         assert!(a.iter().any(|c| c.label == "enum status=B"));
         assert!(a.iter().any(|c| c.body["count"] == json!(10)));
+    }
+
+    #[test]
+    fn a_bound_that_cannot_fit_the_body_is_skipped_with_a_note_and_large_lists_stay_cheap() {
+        let mut m = model();
+        m.service_json["shapes"]["Tags"]["max"] = json!(100_000);
+        // 100,000 names of at least 1 character are ~400 KB: past a 64 KiB limit.
+        let mut g = Generator::new(&m, 3).with_body_limit(64 * 1024);
+        let cases = g.valid_cases("Op");
+        assert!(!cases.iter().any(|c| c.label == "max /tags (100000)"));
+        assert!(cases.iter().all(|c| json_len(&c.body) <= 64 * 1024));
+        let (label, why) = &g.skipped()[0];
+        assert_eq!(label, "max /tags (100000)");
+        assert!(why.contains("65536-byte"), "{why}");
+        // Within the default limit it is made, each entry minimal, and breaking it looks at a
+        // few entries rather than copying the body once per entry.
+        let mut g = Generator::new(&m, 3);
+        let cases = g.valid_cases("Op");
+        let at_max = cases
+            .iter()
+            .find(|c| c.label == "max /tags (100000)")
+            .expect("the list at its maximum length");
+        assert_eq!(at_max.body["tags"].as_array().map(Vec::len), Some(100_000));
+        assert!(g.skipped().is_empty(), "{:?}", g.skipped());
+        let invalid = g.invalid_cases("Op", &at_max.body, usize::MAX);
+        assert!(invalid.len() < 40, "{} cases", invalid.len());
+        assert!(
+            invalid
+                .iter()
+                .any(|c| c.label == "too long at /tags/0 (max 5)")
+        );
+        assert!(!invalid.iter().any(|c| c.label.contains("/tags/3 ")));
+    }
+
+    #[test]
+    fn one_of_a_group_is_named_minimally_and_alone_when_bound() {
+        let mut m = model();
+        m.service_json["shapes"]["In"]["required"] = json!([]);
+        m.service_json["shapes"]["In"][REQUIRES_ONE_OF] = json!([["name", "tags"]]);
+        let bindings = match json!({"name": "bound", "tags": ["x"]}) {
+            Value::Object(b) => b,
+            _ => unreachable!(),
+        };
+        let mut g = Generator::new(&m, 5).with_bindings(bindings);
+        assert!(g.minimal("Op")["name"].is_string());
+        let cases = g.valid_cases("Op");
+        let body = |label: &str| &cases.iter().find(|c| c.label == label).unwrap().body;
+        // Unbound, every member: the server must refuse both at once.
+        assert!(body("maximal")["name"].is_string() && body("maximal")["tags"].is_array());
+        assert_eq!(body("maximal, bound")["name"], "bound");
+        assert!(body("maximal, bound").get("tags").is_none());
     }
 
     #[test]

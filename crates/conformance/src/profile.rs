@@ -12,6 +12,8 @@ use serde_json::{Map, Value, json};
 
 mod autoscaling;
 mod cloudwatch;
+pub mod logs;
+mod secretsmanager;
 
 /// Makes the fixture state every case starts from (after a reset) and returns bindings:
 /// member name → value that "bound" requests use so they name resources that exist.

@@ -77,6 +77,41 @@ impl AuthTokens {
     }
 }
 
+/// What a node needs to pull from this registry: what GetAuthorizationToken hands a client,
+/// already decoded (`docker login` would split `AWS:<token>` the same way).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PullCredentials {
+    /// `host:port`, as in every `repositoryUri`.
+    pub host: String,
+    pub username: String,
+    pub password: String,
+    pub expires_at_ms: i64,
+}
+
+impl std::fmt::Debug for PullCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullCredentials")
+            .field("host", &self.host)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ecr {
+    /// A fresh 12-hour login for the server's registry, for the node agents (which, like ECS's
+    /// agent with its instance role, pull with a token the control plane gives them).
+    pub fn pull_credentials(&self) -> PullCredentials {
+        let place = self.place();
+        let expires_at_ms = self.now_ms() + TOKEN_LIFETIME_MS;
+        PullCredentials {
+            host: place.host.clone(),
+            username: "AWS".into(),
+            password: self.auth().issue(&place.account_id, expires_at_ms),
+            expires_at_ms,
+        }
+    }
+}
+
 pub async fn get_authorization_token(
     ecr: &Ecr,
     _ctx: &RequestContext,

@@ -20,7 +20,7 @@ mod repositories;
 mod repository_policy;
 mod tags;
 
-pub use auth::AuthTokens;
+pub use auth::{AuthTokens, PullCredentials};
 pub use lifecycle_policies::LifecycleReport;
 
 use berth_aws::model::ServiceModel;

@@ -63,15 +63,24 @@ pub async fn active_cluster(
     }
 }
 
-pub async fn get<T: DeserializeOwned>(
+pub async fn get<T: DeserializeOwned + Send>(
     ecs: &Ecs,
     ctx: &RequestContext,
     kind: &str,
     key: &str,
 ) -> Result<Option<(T, u64)>, AwsError> {
-    berth_store::get_as(ecs.store(), kind, &ctx.partition(), key)
+    // The list of keys starting with `key` begins with `key` itself when it exists; decoding it
+    // from the stored text skips the `serde_json::Value` tree a plain `get` builds (task
+    // records are read once per agent report).
+    let mut first = ecs
+        .store()
+        .list_as::<T>(kind, &ctx.partition(), key, None, 1)
         .await
-        .map_err(store_error)
+        .map_err(store_error)?;
+    Ok(match first.pop() {
+        Some(r) if r.key == key => Some((r.value, r.version)),
+        _ => None,
+    })
 }
 
 /// Every record of `kind` in the caller's partition whose key starts with `prefix`, decoded.

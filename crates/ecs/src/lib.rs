@@ -21,6 +21,7 @@ mod services;
 mod tags;
 mod task_definitions;
 mod tasks;
+pub mod upgrade;
 pub mod utilization;
 
 use berth_aws::model::ServiceModel;
@@ -29,7 +30,7 @@ pub use berth_model::clock::{Clock, system_clock};
 use berth_store::AnyStore;
 use std::sync::Arc;
 
-pub use records::{ContainerInstanceRecord, ServiceRecord, TaskRecord, kinds};
+pub use records::{ContainerInstanceRecord, ServiceRecord, TaskRecord, family_of, kinds};
 
 /// Operations berth does not serve yet, one per line as `Name: reason`. The operation ledger
 /// test checks that every operation of the model is either implemented or listed here.

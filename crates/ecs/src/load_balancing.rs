@@ -21,6 +21,7 @@
 use crate::Ecs;
 use crate::common;
 use crate::records::{ContainerInstanceRecord, ServiceRecord, TaskRecord, kinds, pair_key};
+use crate::task_definitions::Definitions;
 use berth_aws::{AwsError, RequestContext};
 use berth_elbv2::GroupView;
 use berth_model::task::{DesiredStatus, TaskStatus, advance};
@@ -28,6 +29,7 @@ use berth_shapes::ecs as wire;
 use berth_shapes::elbv2 as elb;
 use berth_store::Expect;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// Where a task stands with its load balancers, as the rollout needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -92,6 +94,7 @@ pub(crate) fn load_balancers_of<'a>(
 /// gone, or the host port is not reported yet).
 pub(crate) fn target_of(
     t: &TaskRecord,
+    definition: Option<&wire::TaskDefinition>,
     lb: &wire::LoadBalancer,
     ec2_instance_id: Option<&str>,
     groups: &BTreeMap<String, GroupView>,
@@ -110,10 +113,9 @@ pub(crate) fn target_of(
         });
     // Host networking publishes nothing: the host port is the container port, as the task
     // definition says.
-    let mapped = t
-        .definition
-        .container_definitions
-        .iter()
+    let mapped = definition
+        .and_then(|d| d.container_definitions.as_ref())
+        .into_iter()
         .flatten()
         .filter(|c| c.name.as_deref() == Some(name))
         .flat_map(|c| c.port_mappings.iter().flatten())
@@ -146,20 +148,23 @@ fn live_and_wanted(t: &TaskRecord) -> bool {
 }
 
 /// The pure half of a pass: from the service, its tasks, the instances' EC2 ids and the target
-/// groups as they are now, what to register, deregister, and which tasks may stop.
+/// groups as they are now (and the definitions of the tasks' revisions, by ARN), what to
+/// register, deregister, and which tasks may stop.
 pub(crate) fn plan(
     s: &ServiceRecord,
     tasks: &[TaskRecord],
     instances: &HashMap<String, String>,
+    definitions: &HashMap<String, Arc<wire::TaskDefinition>>,
     groups: &BTreeMap<String, GroupView>,
     now: i64,
 ) -> LbPlan {
     let mut out = LbPlan::default();
     let targets_of = |t: &TaskRecord| -> Vec<Option<Target>> {
         let ec2 = instances.get(&t.container_instance_id).map(String::as_str);
+        let definition = definitions.get(&t.task_definition_arn).map(|d| &**d);
         load_balancers_of(s, t)
             .iter()
-            .map(|lb| target_of(t, lb, ec2, groups))
+            .map(|lb| target_of(t, definition, lb, ec2, groups))
             .collect()
     };
     // Targets some live task wants: never deregistered, even if an older task (whose host port
@@ -263,6 +268,9 @@ pub(crate) struct Synced {
     pub health: HashMap<String, LbHealth>,
     /// ECS's events for what was registered, deregistered and drained.
     pub events: Vec<String>,
+    /// Container instance id → EC2 instance id, as read for this sync (empty without load
+    /// balancers), for [`sync_again`].
+    pub instances: HashMap<String, String>,
 }
 
 impl Synced {
@@ -284,6 +292,30 @@ pub(crate) async fn sync(
     s: &ServiceRecord,
     tasks: &[TaskRecord],
 ) -> Result<Synced, AwsError> {
+    sync_with(ecs, ctx, s, tasks, None).await
+}
+
+/// [`sync`] again within one pass (after the pass stopped tasks behind a load balancer), with
+/// the instances' EC2 ids the first one read: they do not change, and reading them means a scan
+/// of the cluster's instances. The target groups are read afresh, as the first sync changed
+/// them.
+pub(crate) async fn sync_again(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    s: &ServiceRecord,
+    tasks: &[TaskRecord],
+    first: &Synced,
+) -> Result<Synced, AwsError> {
+    sync_with(ecs, ctx, s, tasks, Some(&first.instances)).await
+}
+
+async fn sync_with(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    s: &ServiceRecord,
+    tasks: &[TaskRecord],
+    known_instances: Option<&HashMap<String, String>>,
+) -> Result<Synced, AwsError> {
     let mut arns: Vec<&str> = s
         .load_balancers
         .iter()
@@ -297,17 +329,30 @@ pub(crate) async fn sync(
     }
     let now = ecs.now_ms();
     let groups = berth_elbv2::group_views(ecs.store(), ctx, &arns, now).await?;
-    let instances: HashMap<String, String> = common::all::<ContainerInstanceRecord>(
-        ecs,
-        ctx,
-        kinds::CONTAINER_INSTANCE,
-        &format!("{}|", s.cluster),
-    )
-    .await?
-    .into_iter()
-    .map(|(_, i)| (i.id, i.ec2_instance_id))
-    .collect();
-    let plan = plan(s, tasks, &instances, &groups, now);
+    let instances: HashMap<String, String> = match known_instances {
+        Some(known) => known.clone(),
+        None => common::all::<ContainerInstanceRecord>(
+            ecs,
+            ctx,
+            kinds::CONTAINER_INSTANCE,
+            &format!("{}|", s.cluster),
+        )
+        .await?
+        .into_iter()
+        .map(|(_, i)| (i.id, i.ec2_instance_id))
+        .collect(),
+    };
+    // Host networking names its host ports in the definition: read each revision once.
+    let mut definitions = HashMap::new();
+    let mut resolved = Definitions::default();
+    for t in tasks {
+        if !definitions.contains_key(&t.task_definition_arn)
+            && let Some(d) = resolved.get(ecs, ctx, &t.task_definition_arn).await?
+        {
+            definitions.insert(t.task_definition_arn.clone(), d);
+        }
+    }
+    let plan = plan(s, tasks, &instances, &definitions, &groups, now);
     let mut events = Vec::new();
     let describe = |targets: &BTreeSet<(String, i32)>| -> Vec<elb::TargetDescription> {
         targets
@@ -356,6 +401,7 @@ pub(crate) async fn sync(
     Ok(Synced {
         health: plan.health,
         events,
+        instances,
     })
 }
 
@@ -470,8 +516,7 @@ mod tests {
         serde_json::from_value(serde_json::json!({
             "cluster": "default", "id": id, "arn": format!("arn:task/{id}"),
             "cluster_arn": "c", "container_instance_id": "i1", "container_instance_arn": "ia",
-            "definition": {"containerDefinitions": [{"name": "app",
-                "portMappings": [{"containerPort": 80, "hostPort": 0}]}]},
+            "task_definition_arn": TD, "health_checked": false, "dynamic_ports": 1,
             "overrides": {}, "last_status": last, "desired_status": desired,
             "containers": [{"name": "app", "networkBindings": bindings}],
             "group": "service:web", "started_by": "ecs-svc/1",
@@ -508,6 +553,15 @@ mod tests {
         BTreeMap::from([(TG.to_string(), view)])
     }
 
+    const TD: &str = "arn:aws:ecs:us-east-1:000000000000:task-definition/web:1";
+
+    fn definitions() -> HashMap<String, Arc<wire::TaskDefinition>> {
+        let d = serde_json::from_value(serde_json::json!({"containerDefinitions": [{"name": "app",
+            "portMappings": [{"containerPort": 80, "hostPort": 0}]}]}))
+        .expect("a task definition");
+        HashMap::from([(TD.to_string(), Arc::new(d))])
+    }
+
     fn instances() -> HashMap<String, String> {
         HashMap::from([("i1".to_string(), "i-0abc".to_string())])
     }
@@ -529,6 +583,7 @@ mod tests {
             &service(true),
             &tasks,
             &instances(),
+            &definitions(),
             &group("instance", &[]),
             0,
         );
@@ -536,7 +591,7 @@ mod tests {
         assert_eq!(p.health["a"], LbHealth::Waiting);
         // Registered and healthy: nothing to do, and the task counts as healthy.
         let g = group("instance", &[("i-0abc", 32768, "healthy")]);
-        let p = plan(&service(true), &tasks, &instances(), &g, 0);
+        let p = plan(&service(true), &tasks, &instances(), &definitions(), &g, 0);
         assert!(p.register.is_empty() && p.deregister.is_empty());
         assert_eq!(p.health["a"], LbHealth::Healthy);
     }
@@ -548,6 +603,7 @@ mod tests {
             &service(false),
             &tasks,
             &instances(),
+            &definitions(),
             &group("instance", &[]),
             0,
         );
@@ -557,6 +613,7 @@ mod tests {
             &service(true),
             &pending,
             &instances(),
+            &definitions(),
             &group("instance", &[]),
             0,
         );
@@ -567,7 +624,14 @@ mod tests {
     #[test]
     fn ip_targets_are_the_loopback_and_the_container_port() {
         let tasks = [task("a", "RUNNING", "RUNNING", Some(80))];
-        let p = plan(&service(true), &tasks, &instances(), &group("ip", &[]), 0);
+        let p = plan(
+            &service(true),
+            &tasks,
+            &instances(),
+            &definitions(),
+            &group("ip", &[]),
+            0,
+        );
         assert_eq!(p.register, set(&[("127.0.0.1", 80)]));
     }
 
@@ -575,19 +639,34 @@ mod tests {
     fn a_deactivating_task_is_deregistered_then_drained_after_the_delay() {
         let tasks = [task("a", "DEACTIVATING", "STOPPED", Some(32768))];
         let registered = group("instance", &[("i-0abc", 32768, "healthy")]);
-        let p = plan(&service(true), &tasks, &instances(), &registered, 2_000);
+        let p = plan(
+            &service(true),
+            &tasks,
+            &instances(),
+            &definitions(),
+            &registered,
+            2_000,
+        );
         assert_eq!(p.deregister, set(&[("i-0abc", 32768)]));
         assert_eq!(p.draining, ["a"]);
         assert!(p.drained.is_empty());
         // Draining (the group holds it until its delay has passed since deregistration): wait.
         let draining = group("instance", &[("i-0abc", 32768, "draining")]);
-        let p = plan(&service(true), &tasks, &instances(), &draining, 40_000);
+        let p = plan(
+            &service(true),
+            &tasks,
+            &instances(),
+            &definitions(),
+            &draining,
+            40_000,
+        );
         assert!(p.deregister.is_empty() && p.drained.is_empty());
         // Gone from the group: the task may stop.
         let p = plan(
             &service(true),
             &tasks,
             &instances(),
+            &definitions(),
             &group("instance", &[]),
             2_000,
         );
@@ -602,7 +681,7 @@ mod tests {
             task("new", "RUNNING", "RUNNING", Some(32768)),
         ];
         let g = group("instance", &[("i-0abc", 32768, "healthy")]);
-        let p = plan(&service(true), &tasks, &instances(), &g, 0);
+        let p = plan(&service(true), &tasks, &instances(), &definitions(), &g, 0);
         assert!(p.deregister.is_empty(), "{p:?}");
         assert_eq!(p.health["new"], LbHealth::Healthy);
         // A DEACTIVATING task naming a target a live task keeps waits the delay, no more.
@@ -610,9 +689,23 @@ mod tests {
             task("old", "DEACTIVATING", "STOPPED", Some(32768)),
             task("new", "RUNNING", "RUNNING", Some(32768)),
         ];
-        let p = plan(&service(true), &tasks, &instances(), &g, 30_999);
+        let p = plan(
+            &service(true),
+            &tasks,
+            &instances(),
+            &definitions(),
+            &g,
+            30_999,
+        );
         assert!(p.deregister.is_empty() && p.drained.is_empty(), "{p:?}");
-        let p = plan(&service(true), &tasks, &instances(), &g, 31_000);
+        let p = plan(
+            &service(true),
+            &tasks,
+            &instances(),
+            &definitions(),
+            &g,
+            31_000,
+        );
         assert_eq!(p.drained, ["old"]);
     }
 
@@ -633,7 +726,7 @@ mod tests {
         });
         groups.insert(second.to_string(), other);
         let tasks = [task("a", "RUNNING", "RUNNING", Some(32768))];
-        let p = plan(&s, &tasks, &instances(), &groups, 0);
+        let p = plan(&s, &tasks, &instances(), &definitions(), &groups, 0);
         let LbHealth::Unhealthy(u) = &p.health["a"] else {
             panic!("{p:?}");
         };

@@ -15,6 +15,7 @@ use crate::container_instances::{self, Registration, put_instance};
 use crate::records::{
     Capacity, ContainerInstanceRecord, InstanceIndexRecord, TaskRecord, kinds, pair_key,
 };
+use crate::task_definitions::Definitions;
 use crate::tasks::{mark_stopped, put_task};
 use berth_agent_api as api;
 use berth_aws::{AwsError, RequestContext};
@@ -22,6 +23,7 @@ use berth_model::task::{DesiredStatus, TaskStatus, advance};
 use berth_shapes::ecs as wire;
 use berth_store::{Expect, Store};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// An agent endpoint's error: an HTTP status and the protocol's [`api::ErrorBody`].
@@ -217,6 +219,7 @@ async fn desired(
         return Ok((vec![], draining));
     }
     let tasks = container_instances::live_tasks(ecs, ctx, &instance.cluster).await?;
+    let mut definitions = Definitions::default();
     let mut out = Vec::new();
     for t in tasks
         .into_iter()
@@ -235,16 +238,36 @@ async fn desired(
         out.push(api::AssignedTask {
             task_arn: t.arn.clone(),
             desired_status: desired_status.clone(),
-            task_definition: serde_json::to_value(&t.definition).map_err(AwsError::internal)?,
+            task_definition: serde_json::to_value(
+                &*definitions
+                    .get(ecs, ctx, &t.task_definition_arn)
+                    .await?
+                    .ok_or_else(|| missing_definition(&t))?,
+            )
+            .map_err(AwsError::internal)?,
             overrides: serde_json::to_value(&t.overrides).map_err(AwsError::internal)?,
             reserved_ports,
             stop_reason: t
                 .stopped_reason
                 .clone()
                 .filter(|_| desired_status == DesiredStatus::Stopped.as_str()),
+            group: Some(t.group.clone()),
+            container_arns: t
+                .containers
+                .iter()
+                .filter_map(|c| Some((c.name.clone()?, c.container_arn.clone()?)))
+                .collect(),
         });
     }
     Ok((out, draining))
+}
+
+/// A task whose revision cannot be read: revisions are never removed, so the store is damaged.
+fn missing_definition(t: &TaskRecord) -> AwsError {
+    AwsError::internal(format!(
+        "task {} names task definition {}, which is not stored",
+        t.arn, t.task_definition_arn
+    ))
 }
 
 /// An opaque revision of a node's desired state: equal answers have equal revisions, so a poll
@@ -476,9 +499,11 @@ fn apply(t: &mut TaskRecord, s: &api::TaskState, now: i64) -> (bool, bool) {
     (changed, stopped_now)
 }
 
-/// Applies a state report: each task's observation moves it forward only; a task reaching
-/// STOPPED gives its resources back to the instance in the same transaction. Reports for
-/// tasks that are not on this instance are ignored.
+/// Applies a state report, all of it in one transaction (one commit per report rather than per
+/// task: a fleet's agents report tens of thousands of tasks at once when a deployment starts):
+/// each task's observation moves it forward only; a task reaching STOPPED gives its resources
+/// back to the instance in the same transaction. Reports for tasks that are not on this
+/// instance are ignored.
 pub async fn report(
     ecs: &Ecs,
     ctx: &RequestContext,
@@ -487,44 +512,136 @@ pub async fn report(
 ) -> Result<(), NodeError> {
     let (instance, _) = authenticate(ecs, ctx, &req.instance_id, bearer).await?;
     let partition = ctx.partition();
-    for s in &req.tasks {
-        let Some(id) = task_id_of(&s.task_arn, &instance.cluster) else {
-            continue;
-        };
-        let key = pair_key(&instance.cluster, id);
-        let instance_key = pair_key(&instance.cluster, &instance.id);
-        common::transact(ecs, || async {
-            let Some((mut t, v)) = common::get::<TaskRecord>(ecs, ctx, kinds::TASK, &key).await?
-            else {
-                return Ok((vec![], ()));
-            };
-            if t.container_instance_id != instance.id {
-                return Ok((vec![], ()));
-            }
-            let now = ecs.now_ms();
-            let (changed, stopped) = apply(&mut t, s, now);
-            if !changed {
-                return Ok((vec![], ()));
-            }
-            let mut ops = vec![put_task(&partition, &t, Expect::Version(v))?];
-            if stopped
-                && let Some((mut r, rv)) = common::get::<ContainerInstanceRecord>(
-                    ecs,
-                    ctx,
-                    kinds::CONTAINER_INSTANCE,
-                    &instance_key,
-                )
-                .await?
-            {
-                crate::placement::release(&mut r.remaining, &t.reserved, &r.registered);
-                r.version += 1;
-                ops.push(put_instance(&partition, &r, Expect::Version(rv))?);
-            }
-            Ok((ops, ()))
+    let instance_key = pair_key(&instance.cluster, &instance.id);
+    let observed: Vec<(String, &api::TaskState)> = req
+        .tasks
+        .iter()
+        .filter_map(|s| {
+            let id = task_id_of(&s.task_arn, &instance.cluster)?;
+            Some((pair_key(&instance.cluster, id), s))
         })
-        .await?;
+        .collect();
+    if observed.is_empty() {
+        return Ok(());
     }
+    common::transact(ecs, || async {
+        let now = ecs.now_ms();
+        // Each task read once, with the version read; a task reported twice in one report
+        // takes both observations in order.
+        let mut tasks: HashMap<&str, (TaskRecord, u64, bool)> = HashMap::new();
+        let mut order: Vec<&str> = Vec::new();
+        let mut released: Vec<Capacity> = Vec::new();
+        for (key, s) in &observed {
+            if !tasks.contains_key(key.as_str()) {
+                let Some((t, v)) = common::get::<TaskRecord>(ecs, ctx, kinds::TASK, key).await?
+                else {
+                    continue;
+                };
+                if t.container_instance_id != instance.id {
+                    continue;
+                }
+                tasks.insert(key, (t, v, false));
+                order.push(key);
+            }
+            let Some((t, _, dirty)) = tasks.get_mut(key.as_str()) else {
+                continue;
+            };
+            let (changed, stopped) = apply(t, s, now);
+            *dirty |= changed;
+            if stopped {
+                released.push(t.reserved.clone());
+            }
+        }
+        let mut ops = Vec::new();
+        for key in order {
+            if let Some((t, v, true)) = tasks.get(key) {
+                ops.push(put_task(&partition, t, Expect::Version(*v))?);
+            }
+        }
+        if !released.is_empty()
+            && let Some((mut r, rv)) = common::get::<ContainerInstanceRecord>(
+                ecs,
+                ctx,
+                kinds::CONTAINER_INSTANCE,
+                &instance_key,
+            )
+            .await?
+        {
+            for reserved in &released {
+                crate::placement::release(&mut r.remaining, reserved, &r.registered);
+                r.version += 1;
+            }
+            ops.push(put_instance(&partition, &r, Expect::Version(rv))?);
+        }
+        Ok((ops, ()))
+    })
+    .await?;
     Ok(())
+}
+
+/// What one container of a task needs resolved before the agent pulls its image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerNeeds {
+    pub name: String,
+    pub image: String,
+    /// `repositoryCredentials.credentialsParameter`: the secret holding registry credentials.
+    pub credentials_parameter: Option<String>,
+    /// `secrets`: environment variable name and `valueFrom`.
+    pub secrets: Vec<(String, String)>,
+}
+
+/// The references a task placed on the calling node names (registry credentials and secrets),
+/// for the server to resolve. Only a task on this node and not yet STOPPED is answered, and
+/// only with what its own definition names, so a node cannot ask for secrets of other tasks.
+pub async fn credential_needs(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    bearer: Option<&str>,
+    req: &api::CredentialsRequest,
+) -> Result<Vec<ContainerNeeds>, NodeError> {
+    let (instance, _) = authenticate(ecs, ctx, &req.instance_id, bearer).await?;
+    let not_here = || {
+        NodeError::new(
+            404,
+            "TaskNotFound",
+            format!("task {} is not placed on this instance", req.task_arn),
+        )
+    };
+    let id = task_id_of(&req.task_arn, &instance.cluster).ok_or_else(not_here)?;
+    let (t, _) = common::get::<TaskRecord>(ecs, ctx, kinds::TASK, &pair_key(&instance.cluster, id))
+        .await?
+        .ok_or_else(not_here)?;
+    if t.container_instance_id != instance.id || t.last_status == TaskStatus::Stopped.as_str() {
+        return Err(not_here());
+    }
+    let definition = Definitions::default()
+        .get(ecs, ctx, &t.task_definition_arn)
+        .await?
+        .ok_or_else(|| missing_definition(&t))?;
+    Ok(definition
+        .container_definitions
+        .iter()
+        .flatten()
+        .map(|c| ContainerNeeds {
+            name: c.name.clone().unwrap_or_default(),
+            image: c.image.clone().unwrap_or_default(),
+            credentials_parameter: c
+                .repository_credentials
+                .as_ref()
+                .and_then(|r| r.credentials_parameter.clone()),
+            secrets: c
+                .secrets
+                .iter()
+                .flatten()
+                .map(|s| {
+                    (
+                        s.name.clone().unwrap_or_default(),
+                        s.value_from.clone().unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        })
+        .collect())
 }
 
 /// The task id in a task ARN of `cluster` (`…:task/<cluster>/<id>`).
@@ -560,15 +677,30 @@ pub struct SweepPlan {
     pub forget: Vec<String>,
 }
 
+/// What the sweep reads of a task record: decoding only these fields (the rest of each record
+/// is skipped) keeps a sweep of a whole fleet's tasks cheap.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct SweepTask {
+    pub cluster: String,
+    pub id: String,
+    pub container_instance_id: String,
+    pub last_status: String,
+    pub stopped_at_ms: Option<i64>,
+}
+
 /// The pure part of the sweep: from the instances and tasks of a partition and the time, which
 /// tasks to stop and which to forget.
 pub fn plan_sweep(
     instances: &[ContainerInstanceRecord],
-    tasks: &[TaskRecord],
+    tasks: &[SweepTask],
     now_ms: i64,
     policy: SweepPolicy,
 ) -> SweepPlan {
     let mut plan = SweepPlan::default();
+    let by_key: HashMap<(&str, &str), &ContainerInstanceRecord> = instances
+        .iter()
+        .map(|i| ((i.cluster.as_str(), i.id.as_str()), i))
+        .collect();
     for t in tasks {
         let key = pair_key(&t.cluster, &t.id);
         if t.last_status == TaskStatus::Stopped.as_str() {
@@ -579,10 +711,7 @@ pub fn plan_sweep(
             }
             continue;
         }
-        let lost = match instances
-            .iter()
-            .find(|i| i.cluster == t.cluster && i.id == t.container_instance_id)
-        {
+        let lost = match by_key.get(&(t.cluster.as_str(), t.container_instance_id.as_str())) {
             Some(i) => now_ms - i.last_heartbeat_ms > policy.grace_ms,
             None => true,
         };
@@ -608,7 +737,7 @@ pub async fn sweep(
             .into_iter()
             .map(|(_, r)| r)
             .collect();
-    let tasks: Vec<TaskRecord> = common::all(ecs, ctx, kinds::TASK, "")
+    let tasks: Vec<SweepTask> = common::all(ecs, ctx, kinds::TASK, "")
         .await?
         .into_iter()
         .map(|(_, t)| t)
@@ -693,6 +822,8 @@ mod tests {
             overrides: serde_json::Value::Null,
             reserved_ports: vec![],
             stop_reason: None,
+            group: None,
+            container_arns: Default::default(),
         };
         let a = fingerprint(&[t("a", "RUNNING")], false);
         assert_ne!(a, 0);
@@ -700,6 +831,53 @@ mod tests {
         assert_ne!(a, fingerprint(&[t("a", "STOPPED")], false));
         assert_ne!(a, fingerprint(&[t("a", "RUNNING")], true));
         assert_ne!(fingerprint(&[], false), 0);
+    }
+
+    #[test]
+    fn the_sweep_stops_tasks_of_silent_instances_and_forgets_old_stopped_ones() {
+        let instance = |id: &str, heartbeat: i64| -> ContainerInstanceRecord {
+            serde_json::from_value(serde_json::json!({
+                "cluster": "default", "id": id, "arn": format!("arn:{id}"),
+                "ec2_instance_id": format!("h-{id}"), "status": "ACTIVE",
+                "registered": {"cpu": 0, "memory": 0, "ports": [], "udp_ports": []},
+                "remaining": {"cpu": 0, "memory": 0, "ports": [], "udp_ports": []},
+                "attributes": [], "version_info": {}, "registered_at_ms": 0,
+                "last_heartbeat_ms": heartbeat, "token_hash": null, "can_run_tasks": true,
+                "cannot_run_reason": null, "tags": [], "version": 1
+            }))
+            .expect("an instance record")
+        };
+        let task = |id: &str, on: &str, status: &str, stopped: Option<i64>| SweepTask {
+            cluster: "default".into(),
+            id: id.into(),
+            container_instance_id: on.into(),
+            last_status: status.into(),
+            stopped_at_ms: stopped,
+        };
+        let policy = SweepPolicy {
+            grace_ms: 1_000,
+            keep_stopped_ms: 5_000,
+        };
+        let plan = plan_sweep(
+            &[instance("live", 9_500), instance("silent", 1_000)],
+            &[
+                task("a", "live", "RUNNING", None),
+                task("b", "silent", "RUNNING", None),
+                task("c", "gone", "PENDING", None),
+                task("d", "live", "STOPPED", Some(1_000)),
+                task("e", "live", "STOPPED", Some(8_000)),
+            ],
+            10_000,
+            policy,
+        );
+        assert_eq!(
+            plan.stop,
+            [
+                ("default|b".to_string(), "default|silent".to_string()),
+                ("default|c".to_string(), "default|gone".to_string()),
+            ]
+        );
+        assert_eq!(plan.forget, ["default|d"]);
     }
 
     #[test]

@@ -167,7 +167,7 @@ pub fn to_instance<'a>(
         // Pending tasks count as running, as the tasks a batch places do: two placements a
         // moment apart must see each other.
         running += 1;
-        dynamic_held = dynamic_held.saturating_add(dynamic_ports(&t.definition));
+        dynamic_held = dynamic_held.saturating_add(t.dynamic_ports);
     }
     let range = u32::from(DYNAMIC_PORTS.end() - DYNAMIC_PORTS.start()) + 1;
     let taken_in_range = r
@@ -309,7 +309,9 @@ mod tests {
         let mut t: TaskRecord = serde_json::from_value(serde_json::json!({
             "cluster": "default", "id": "t", "arn": "arn", "cluster_arn": "c",
             "container_instance_id": instance, "container_instance_arn": "ci",
-            "definition": definition, "overrides": {}, "last_status": status,
+            "task_definition_arn": "arn:aws:ecs:us-east-1:000000000000:task-definition/web:1",
+            "health_checked": false, "dynamic_ports": dynamic_ports(&def(definition)),
+            "overrides": {}, "last_status": status,
             "desired_status": "RUNNING", "containers": [], "group": group,
             "started_by": null, "launch_type": "EC2", "cpu": "0", "memory": "0",
             "reserved": {"cpu": 0, "memory": 0, "ports": [], "udp_ports": []},

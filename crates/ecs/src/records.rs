@@ -134,15 +134,24 @@ pub struct TaskRecord {
     pub cluster_arn: String,
     pub container_instance_id: String,
     pub container_instance_arn: String,
-    /// The task definition as it was when the task started, so the agent can run the task
-    /// even if the revision is deregistered or deleted meanwhile.
-    pub definition: wire::TaskDefinition,
+    /// The revision it runs. Revisions are immutable and their records are never removed
+    /// (deregistered and deleted ones only change status), so the definition is stored once in
+    /// its `ecs.task-definition` record and resolved by those who need it (the agent's poll,
+    /// DescribeTasks' ARN is this): scans of the fleet's tasks then decode no definitions.
+    pub task_definition_arn: String,
+    /// Whether a container of its definition has a health check (the rollout then waits for
+    /// HEALTHY), kept here so a controller pass needs no definition.
+    pub health_checked: bool,
+    /// Host ports Docker picks for it (bridge mappings without a host port), which placement
+    /// counts against its instance's ephemeral range.
+    pub dynamic_ports: u32,
     pub overrides: wire::TaskOverride,
     pub last_status: String,
     pub desired_status: String,
     /// The containers as DescribeTasks shows them (runtime ids, exit codes, bindings…).
     pub containers: Vec<wire::Container>,
     pub group: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
     pub launch_type: String,
     pub cpu: String,
@@ -150,14 +159,23 @@ pub struct TaskRecord {
     /// What the task holds on its instance until it is STOPPED.
     pub reserved: Capacity,
     pub created_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_started_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_stopped_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopping_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_stopped_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connectivity_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_reason: Option<String>,
     pub health_status: String,
     pub tags: Vec<wire::Tag>,
@@ -165,6 +183,21 @@ pub struct TaskRecord {
     pub enable_execute_command: bool,
     /// ECS's `version`: goes up on every change.
     pub version: i64,
+}
+
+impl TaskRecord {
+    /// The family of its revision.
+    pub fn family(&self) -> &str {
+        family_of(&self.task_definition_arn)
+    }
+}
+
+/// The family a task definition ARN names (`…:task-definition/<family>:<revision>`).
+pub fn family_of(task_definition_arn: &str) -> &str {
+    let name = task_definition_arn
+        .rsplit_once(":task-definition/")
+        .map_or(task_definition_arn, |(_, name)| name);
+    name.rsplit_once(':').map_or(name, |(family, _)| family)
 }
 
 pub fn pair_key(cluster: &str, id: &str) -> String {
@@ -276,4 +309,19 @@ pub struct ServiceEventRecord {
     pub id: String,
     pub created_at_ms: i64,
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_family_is_read_from_the_revision_arn() {
+        assert_eq!(
+            family_of("arn:aws:ecs:us-east-1:000000000000:task-definition/web-app_2:17"),
+            "web-app_2"
+        );
+        assert_eq!(family_of("web:3"), "web");
+        assert_eq!(family_of(""), "");
+    }
 }

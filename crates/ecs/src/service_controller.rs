@@ -86,14 +86,6 @@ fn ended(t: &TaskRecord) -> bool {
     t.last_status == TaskStatus::Stopped.as_str()
 }
 
-fn has_health_check(t: &TaskRecord) -> bool {
-    t.definition
-        .container_definitions
-        .iter()
-        .flatten()
-        .any(|c| c.health_check.is_some())
-}
-
 fn running(t: &TaskRecord) -> bool {
     t.last_status == TaskStatus::Running.as_str()
 }
@@ -111,7 +103,7 @@ fn view(t: &TaskRecord, primary: &str, grace_ms: i64, now: i64, lb: &LbHealth) -
         } else {
             Phase::Pending
         };
-    let checked = has_health_check(t);
+    let checked = t.health_checked;
     let lb_healthy = matches!(lb, LbHealth::NotBehind | LbHealth::Healthy);
     let healthy =
         phase == Phase::Running && (!checked || t.health_status == "HEALTHY") && lb_healthy;
@@ -433,7 +425,8 @@ async fn launch_of(
 }
 
 /// Asks a task to stop (desired STOPPED) with the scheduler's stop code; the agent stops it
-/// and reports STOPPED, which gives its resources back.
+/// and reports STOPPED, which gives its resources back. Returns the task as written, or `None`
+/// when it was already asked or gone.
 async fn stop_task(
     ecs: &Ecs,
     ctx: &RequestContext,
@@ -441,12 +434,12 @@ async fn stop_task(
     id: &str,
     reason: &str,
     drain: bool,
-) -> Result<bool, AwsError> {
+) -> Result<Option<TaskRecord>, AwsError> {
     let partition = ctx.partition();
     let key = pair_key(cluster, id);
     common::transact(ecs, || async {
         let Some((mut t, v)) = common::get::<TaskRecord>(ecs, ctx, kinds::TASK, &key).await? else {
-            return Ok((vec![], false));
+            return Ok((vec![], None));
         };
         if !crate::tasks::request_stop(
             &mut t,
@@ -455,11 +448,11 @@ async fn stop_task(
             reason,
             drain,
         ) {
-            return Ok((vec![], false));
+            return Ok((vec![], None));
         }
         Ok((
             vec![crate::tasks::put_task(&partition, &t, Expect::Version(v))?],
-            true,
+            Some(t),
         ))
     })
     .await
@@ -618,6 +611,7 @@ async fn reconcile_service(
     // 3. Act.
     let mut events = lb.events.clone();
     let mut stopped_ids = Vec::new();
+    let mut stopped_now: HashMap<String, TaskRecord> = HashMap::new();
     let mut health_failures = Vec::new();
     let scaling = format!("Scaling activity initiated by (deployment {})", primary.id);
     for (id, reason) in &stops {
@@ -631,7 +625,8 @@ async fn reconcile_service(
             None if reason.is_empty() => scaling.clone(),
             None => reason.to_string(),
         };
-        if stop_task(ecs, ctx, &s.cluster, id, &reason, lb.behind(id)).await? {
+        if let Some(t) = stop_task(ecs, ctx, &s.cluster, id, &reason, lb.behind(id)).await? {
+            stopped_now.insert(id.clone(), t);
             stopped_ids.push(id.clone());
             if let Some(u) = &lb_failure {
                 events.push(load_balancing::unhealthy_event(&s.name, id, u));
@@ -650,9 +645,18 @@ async fn reconcile_service(
         ));
     }
     if stopped_ids.iter().any(|id| lb.behind(id)) {
-        // Begin draining now rather than a pass later: the stopped tasks are DEACTIVATING.
-        let fresh = services::service_tasks(ecs, ctx, &s).await?;
-        events.extend(load_balancing::sync(ecs, ctx, &s, &fresh).await?.events);
+        // Begin draining now rather than a pass later: the stopped tasks are DEACTIVATING. The
+        // pass's read of the tasks, with those as this pass wrote them, is enough: a change
+        // made meanwhile by someone else is the next pass's business.
+        let fresh: Vec<TaskRecord> = tasks
+            .iter()
+            .map(|t| stopped_now.get(&t.id).unwrap_or(t).clone())
+            .collect();
+        events.extend(
+            load_balancing::sync_again(ecs, ctx, &s, &fresh, &lb)
+                .await?
+                .events,
+        );
     }
     let mut started_ids = Vec::new();
     if start > 0
@@ -915,7 +919,9 @@ mod tests {
         let mut t: TaskRecord = serde_json::from_value(serde_json::json!({
             "cluster": "default", "id": id, "arn": format!("arn:task/{id}"),
             "cluster_arn": "c", "container_instance_id": "i", "container_instance_arn": "ia",
-            "definition": {}, "overrides": {}, "last_status": status,
+            "task_definition_arn": "arn:aws:ecs:us-east-1:000000000000:task-definition/web:1",
+            "health_checked": false, "dynamic_ports": 0,
+            "overrides": {}, "last_status": status,
             "desired_status": if status == "STOPPED" { "STOPPED" } else { "RUNNING" },
             "containers": [], "group": "service:web", "started_by": deployment,
             "launch_type": "EC2", "cpu": "0", "memory": "0",

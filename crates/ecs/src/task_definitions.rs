@@ -12,7 +12,8 @@ use berth_aws::{AwsError, RequestContext};
 use berth_model::ecs as rules;
 use berth_shapes::ecs as wire;
 use berth_store::{Expect, Op};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 const MAX_CONTAINERS: usize = 10;
 
@@ -68,6 +69,41 @@ pub(crate) async fn find(
                 None => Ok(None),
             }
         }
+    }
+}
+
+/// The definitions of the revisions tasks run, each read once however many tasks name it (task
+/// records name their revision rather than embed it). Revisions are immutable and their
+/// records never removed, so what is read stays true but for status and deregistration dates.
+#[derive(Default)]
+pub(crate) struct Definitions {
+    by_arn: HashMap<String, Option<Arc<wire::TaskDefinition>>>,
+}
+
+impl Definitions {
+    /// The definition of revision `arn` (`None` for an ARN that names no revision).
+    pub async fn get(
+        &mut self,
+        ecs: &Ecs,
+        ctx: &RequestContext,
+        arn: &str,
+    ) -> Result<Option<Arc<wire::TaskDefinition>>, AwsError> {
+        if let Some(found) = self.by_arn.get(arn) {
+            return Ok(found.clone());
+        }
+        let found = match parse_ident(ctx, arn) {
+            Some(Revision::Exact(family, rev)) => common::get::<TaskDefinitionRecord>(
+                ecs,
+                ctx,
+                kinds::TASK_DEFINITION,
+                &task_definition_key(&family, rev),
+            )
+            .await?
+            .map(|(r, _)| Arc::new(r.definition)),
+            _ => None,
+        };
+        self.by_arn.insert(arn.to_string(), found.clone());
+        Ok(found)
     }
 }
 

@@ -128,7 +128,7 @@ pub(crate) fn to_wire(t: &TaskRecord, tags: bool) -> wire::Task {
         stopping_at: ts(t.stopping_at_ms),
         tags: tags.then(|| t.tags.clone()),
         task_arn: Some(t.arn.clone()),
-        task_definition_arn: t.definition.task_definition_arn.clone(),
+        task_definition_arn: Some(t.task_definition_arn.clone()),
         version: Some(t.version),
         ephemeral_storage: None,
         fargate_ephemeral_storage: None,
@@ -433,7 +433,13 @@ fn new_task(
         cluster_arn: cluster.arn.clone(),
         container_instance_id: instance.id.clone(),
         container_instance_arn: instance.arn.clone(),
-        definition: launch.definition.clone(),
+        task_definition_arn: def.task_definition_arn.clone().unwrap_or_default(),
+        health_checked: def
+            .container_definitions
+            .iter()
+            .flatten()
+            .any(|c| c.health_check.is_some()),
+        dynamic_ports: launch.dynamic_ports,
         overrides: launch.overrides.clone(),
         last_status: TaskStatus::Provisioning.as_str().into(),
         desired_status: DesiredStatus::Running.as_str().into(),
@@ -845,11 +851,7 @@ pub async fn list_tasks(
                     .as_ref()
                     .is_none_or(|i| &t.container_instance_id == i)
             })
-            .filter(|(_, t)| {
-                req.family
-                    .as_ref()
-                    .is_none_or(|f| t.definition.family.as_ref() == Some(f))
-            })
+            .filter(|(_, t)| req.family.as_ref().is_none_or(|f| t.family() == f))
             .filter(|(_, t)| {
                 req.started_by
                     .as_ref()

@@ -648,7 +648,9 @@ mod tests {
         serde_json::from_value(serde_json::json!({
             "cluster": "c", "id": "x", "arn": arn, "cluster_arn": "arn:c",
             "container_instance_id": instance, "container_instance_arn": "arn:i",
-            "definition": {}, "overrides": {}, "last_status": status,
+            "task_definition_arn": "arn:aws:ecs:us-east-1:000000000000:task-definition/web:1",
+            "health_checked": false, "dynamic_ports": 0,
+            "overrides": {}, "last_status": status,
             "desired_status": "RUNNING", "containers": [], "group": group,
             "started_by": null, "launch_type": "EC2", "cpu": "", "memory": "",
             "reserved": {"cpu": cpu, "memory": 0, "ports": [], "udp_ports": []},

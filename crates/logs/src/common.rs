@@ -24,6 +24,15 @@ pub fn stream_not_found() -> AwsError {
     )
 }
 
+/// A delete refused by the group's deletion protection: `ValidationException`, in the wording
+/// CloudWatch Logs' guide gives ("Protecting log groups from deletion").
+pub fn deletion_protected() -> AwsError {
+    AwsError::client(
+        "ValidationException",
+        "Cannot delete log group with deletion protection enabled. Disable deletion protection first.",
+    )
+}
+
 /// Log group names are 1–512 of `[.\-_/#A-Za-z0-9]`. The model's pattern is not anchored (as in
 /// Smithy), so the validator alone lets other characters through; CloudWatch Logs refuses them,
 /// and berth's keys rely on `:` never appearing.

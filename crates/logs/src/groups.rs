@@ -1,4 +1,4 @@
-//! Log groups: create, describe, delete, and their retention policy.
+//! Log groups: create, describe, delete, their retention policy and their deletion protection.
 
 use crate::Logs;
 use crate::common::{self, invalid};
@@ -43,6 +43,7 @@ pub async fn create_log_group(
         kms_key_id: req.kms_key_id,
         log_group_class: req.log_group_class.unwrap_or_else(|| "STANDARD".into()),
         tags,
+        deletion_protection_enabled: req.deletion_protection_enabled.unwrap_or(false),
     };
     let value = serde_json::to_value(&record).map_err(AwsError::internal)?;
     match logs
@@ -84,6 +85,15 @@ pub async fn describe_log_groups(
             "LogGroup name prefix and LogGroup name pattern are mutually exclusive parameters.",
         ));
     }
+    // "If you specify this parameter, the only other filter that you can choose to specify is
+    // includeLinkedAccounts."
+    if req.log_group_identifiers.is_some()
+        && (req.log_group_name_prefix.is_some() || req.log_group_name_pattern.is_some())
+    {
+        return Err(invalid(
+            "logGroupIdentifiers cannot be combined with logGroupNamePrefix or logGroupNamePattern.",
+        ));
+    }
     let limit = req.limit.map_or(50, |n| n.max(1) as usize);
     let binding = common::binding(ctx, "groups");
     let after = match req.next_token.as_deref() {
@@ -91,7 +101,11 @@ pub async fn describe_log_groups(
         None => None,
     };
     let prefix = req.log_group_name_prefix.unwrap_or_default();
-    let pattern = req.log_group_name_pattern.map(|p| p.to_ascii_lowercase());
+    // A case-sensitive substring, as CloudWatch Logs matches it; the answer then carries only
+    // each group's ARN, creation time and name.
+    let pattern = req.log_group_name_pattern;
+    let brief = pattern.is_some();
+    let class = req.log_group_class;
     let identifiers = req.log_group_identifiers;
     let partition = ctx.partition();
     let mut found = Vec::new();
@@ -100,8 +114,11 @@ pub async fn describe_log_groups(
     for r in records {
         let g: GroupRecord = serde_json::from_value(r.value).map_err(AwsError::internal)?;
         if let Some(p) = &pattern
-            && !g.name.to_ascii_lowercase().contains(p.as_str())
+            && !g.name.contains(p.as_str())
         {
+            continue;
+        }
+        if class.as_ref().is_some_and(|c| *c != g.log_group_class) {
             continue;
         }
         if let Some(ids) = &identifiers
@@ -125,6 +142,15 @@ pub async fn describe_log_groups(
     };
     let mut out = Vec::with_capacity(found.len());
     for g in found {
+        if brief {
+            out.push(wire::LogGroup {
+                arn: Some(common::group_arn(ctx, &g.name)),
+                creation_time: Some(g.creation_time),
+                log_group_name: Some(g.name),
+                ..Default::default()
+            });
+            continue;
+        }
         let stored = stored_bytes(logs, &partition, &g.name).await?;
         out.push(group_wire(ctx, g, stored));
     }
@@ -164,6 +190,7 @@ fn group_wire(ctx: &RequestContext, g: GroupRecord, stored: i64) -> wire::LogGro
         stored_bytes: Some(stored),
         kms_key_id: g.kms_key_id,
         log_group_class: Some(g.log_group_class),
+        deletion_protection_enabled: Some(g.deletion_protection_enabled),
         log_group_name: Some(g.name),
         ..Default::default()
     }
@@ -175,7 +202,10 @@ pub async fn delete_log_group(
     req: wire::DeleteLogGroupRequest,
 ) -> Result<serde_json::Map<String, serde_json::Value>, AwsError> {
     let name = req.log_group_name.unwrap_or_default();
-    let (_, version) = common::group(logs, ctx, &name).await?;
+    let (g, version) = common::group(logs, ctx, &name).await?;
+    if g.deletion_protection_enabled {
+        return Err(common::deletion_protected());
+    }
     let partition = ctx.partition();
     match logs
         .store()
@@ -263,11 +293,34 @@ pub async fn delete_retention_policy(
     set_retention(logs, ctx, &req.log_group_name.unwrap_or_default(), None).await
 }
 
+pub async fn put_log_group_deletion_protection(
+    logs: &Logs,
+    ctx: &RequestContext,
+    req: wire::PutLogGroupDeletionProtectionRequest,
+) -> Result<serde_json::Map<String, serde_json::Value>, AwsError> {
+    let name = common::group_name_of(ctx, None, req.log_group_identifier.as_deref())?;
+    let enabled = req.deletion_protection_enabled.unwrap_or_default();
+    update_group(logs, ctx, &name, |g| {
+        g.deletion_protection_enabled = enabled
+    })
+    .await
+}
+
 async fn set_retention(
     logs: &Logs,
     ctx: &RequestContext,
     name: &str,
     days: Option<i32>,
+) -> Result<serde_json::Map<String, serde_json::Value>, AwsError> {
+    update_group(logs, ctx, name, |g| g.retention_in_days = days).await
+}
+
+/// Changes one group record with `change`, retried on concurrent writes.
+async fn update_group(
+    logs: &Logs,
+    ctx: &RequestContext,
+    name: &str,
+    change: impl Fn(&mut GroupRecord),
 ) -> Result<serde_json::Map<String, serde_json::Value>, AwsError> {
     let partition = ctx.partition();
     berth_store::retry_on_conflict(logs.store(), || async {
@@ -275,7 +328,7 @@ async fn set_retention(
             get_as::<GroupRecord, _>(logs.store(), records::GROUP, &partition, name)
                 .await?
                 .ok_or_else(common::group_not_found)?;
-        g.retention_in_days = days;
+        change(&mut g);
         let value = serde_json::to_value(&g).map_err(AwsError::internal)?;
         Ok::<_, AwsError>((
             vec![Op::put(

@@ -1,5 +1,5 @@
 //! The CloudWatch Logs API over awsJson 1.1 (`Logs_20140328`), first slice: log groups, log
-//! streams, retention, and the events `PutLogEvents` ingests and `GetLogEvents` /
+//! streams, retention, deletion protection, and the events `PutLogEvents` ingests and `GetLogEvents` /
 //! `FilterLogEvents` read back. One file per resource family, one function per action: typed
 //! request → CloudWatch Logs' rules → store transaction → typed response.
 //!
@@ -87,6 +87,7 @@ berth_aws::json_service! {
     "DeleteLogGroup" => groups::delete_log_group,
     "PutRetentionPolicy" => groups::put_retention_policy,
     "DeleteRetentionPolicy" => groups::delete_retention_policy,
+    "PutLogGroupDeletionProtection" => groups::put_log_group_deletion_protection,
     "CreateLogStream" => streams::create_log_stream,
     "DescribeLogStreams" => streams::describe_log_streams,
     "DeleteLogStream" => streams::delete_log_stream,

@@ -27,6 +27,9 @@ pub struct GroupRecord {
     pub log_group_class: String,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// While set, the group and its streams cannot be deleted.
+    #[serde(default)]
+    pub deletion_protection_enabled: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -163,7 +163,10 @@ pub async fn delete_log_stream(
 ) -> Result<serde_json::Map<String, serde_json::Value>, AwsError> {
     let group = req.log_group_name.unwrap_or_default();
     let name = req.log_stream_name.unwrap_or_default();
-    common::group(logs, ctx, &group).await?;
+    let (g, _) = common::group(logs, ctx, &group).await?;
+    if g.deletion_protection_enabled {
+        return Err(common::deletion_protected());
+    }
     let (_, version) = common::stream(logs, ctx, &group, &name).await?;
     let partition = ctx.partition();
     match logs

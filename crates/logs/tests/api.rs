@@ -180,6 +180,128 @@ async fn groups_are_created_described_and_deleted_as_aws_answers() {
 }
 
 #[tokio::test]
+async fn describe_filters_by_class_pattern_and_identifiers_as_documented() {
+    let w = World::new();
+    w.ok(
+        "CreateLogGroup",
+        json!({"logGroupName": "DataLogs", "logGroupClass": "INFREQUENT_ACCESS"}),
+    )
+    .await;
+    for n in ["aws-DataLogs", "datalogs"] {
+        w.ok("CreateLogGroup", json!({"logGroupName": n})).await;
+    }
+    let names = |v: &Value| -> Vec<String> {
+        v["logGroups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .map(|g| g["logGroupName"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    // A case-sensitive substring, and then only the ARN, creation time and name.
+    let d = w
+        .ok(
+            "DescribeLogGroups",
+            json!({"logGroupNamePattern": "DataLogs"}),
+        )
+        .await;
+    assert_eq!(names(&d), ["DataLogs", "aws-DataLogs"]);
+    let mut members: Vec<&String> = d["logGroups"][0]
+        .as_object()
+        .expect("a group")
+        .keys()
+        .collect();
+    members.sort();
+    assert_eq!(members, ["arn", "creationTime", "logGroupName"]);
+    let d = w
+        .ok(
+            "DescribeLogGroups",
+            json!({"logGroupClass": "INFREQUENT_ACCESS"}),
+        )
+        .await;
+    assert_eq!(names(&d), ["DataLogs"]);
+    assert_eq!(d["logGroups"][0]["logGroupClass"], "INFREQUENT_ACCESS");
+    let d = w
+        .ok("DescribeLogGroups", json!({"logGroupClass": "STANDARD"}))
+        .await;
+    assert_eq!(names(&d), ["aws-DataLogs", "datalogs"]);
+    // logGroupIdentifiers takes no other filter.
+    let (code, _) = w
+        .err(
+            "DescribeLogGroups",
+            json!({"logGroupIdentifiers": ["datalogs"], "logGroupNamePrefix": "d"}),
+        )
+        .await;
+    assert_eq!(code, "InvalidParameterException");
+    let d = w
+        .ok(
+            "DescribeLogGroups",
+            json!({"logGroupIdentifiers": ["datalogs"]}),
+        )
+        .await;
+    assert_eq!(names(&d), ["datalogs"]);
+}
+
+#[tokio::test]
+async fn deletion_protection_keeps_a_group_and_its_streams() {
+    let w = World::new();
+    w.ok(
+        "CreateLogGroup",
+        json!({"logGroupName": "kept", "deletionProtectionEnabled": true}),
+    )
+    .await;
+    w.ok(
+        "CreateLogStream",
+        json!({"logGroupName": "kept", "logStreamName": "s"}),
+    )
+    .await;
+    let d = w
+        .ok("DescribeLogGroups", json!({"logGroupNamePrefix": "kept"}))
+        .await;
+    assert_eq!(d["logGroups"][0]["deletionProtectionEnabled"], true);
+    let (code, _) = w
+        .err("DeleteLogGroup", json!({"logGroupName": "kept"}))
+        .await;
+    assert_eq!(code, "ValidationException");
+    let (code, _) = w
+        .err(
+            "DeleteLogStream",
+            json!({"logGroupName": "kept", "logStreamName": "s"}),
+        )
+        .await;
+    assert_eq!(code, "ValidationException");
+    let d = w
+        .ok("DescribeLogStreams", json!({"logGroupName": "kept"}))
+        .await;
+    assert_eq!(d["logStreams"].as_array().map(Vec::len), Some(1));
+    // Lifted (by ARN here), the group goes.
+    w.ok(
+        "PutLogGroupDeletionProtection",
+        json!({"logGroupIdentifier": "arn:aws:logs:us-east-1:000000000000:log-group:kept:*",
+               "deletionProtectionEnabled": false}),
+    )
+    .await;
+    w.ok("DeleteLogGroup", json!({"logGroupName": "kept"}))
+        .await;
+    let (code, _) = w
+        .err(
+            "PutLogGroupDeletionProtection",
+            json!({"logGroupIdentifier": "kept", "deletionProtectionEnabled": true}),
+        )
+        .await;
+    assert_eq!(code, "ResourceNotFoundException");
+    // Without it, as before.
+    w.ok("CreateLogGroup", json!({"logGroupName": "gone"}))
+        .await;
+    let d = w
+        .ok("DescribeLogGroups", json!({"logGroupNamePrefix": "gone"}))
+        .await;
+    assert_eq!(d["logGroups"][0]["deletionProtectionEnabled"], false);
+    w.ok("DeleteLogGroup", json!({"logGroupName": "gone"}))
+        .await;
+}
+
+#[tokio::test]
 async fn streams_order_by_name_or_last_event_time() {
     let w = World::new();
     w.group_and_stream("g", "b").await;

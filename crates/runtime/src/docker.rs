@@ -5,6 +5,7 @@
 mod map;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -308,6 +309,41 @@ impl DockerRuntime {
             Some(Err(e)) => Err(classify(e)),
             None => Err(RuntimeError::Other(format!("no stats for {id}"))),
         }
+    }
+
+    pub async fn raw_stats(&self, id: &ContainerId) -> Result<serde_json::Value, RuntimeError> {
+        // Not one-shot: the daemon then waits for a second sample and fills `precpu_stats`, so
+        // a reader of this one document can compute a CPU rate, as with ECS's `/stats`.
+        let options = StatsOptionsBuilder::default()
+            .stream(false)
+            .one_shot(false)
+            .build();
+        let mut samples = self.inner.stats(target(id.as_str())?, Some(options));
+        match samples.next().await {
+            Some(Ok(s)) => serde_json::to_value(s)
+                .map_err(|e| RuntimeError::Other(format!("stats of {id}: {e}"))),
+            Some(Err(e)) => Err(classify(e)),
+            None => Err(RuntimeError::Other(format!("no stats for {id}"))),
+        }
+    }
+
+    pub async fn bridge_gateway(&self) -> Result<Option<IpAddr>, RuntimeError> {
+        let network = match self.inner.inspect_network("bridge", None).await {
+            Ok(n) => n,
+            Err(e) => {
+                return match classify(e) {
+                    RuntimeError::NotFound(_) => Ok(None),
+                    other => Err(other),
+                };
+            }
+        };
+        Ok(network
+            .ipam
+            .and_then(|ipam| ipam.config)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.gateway?.parse::<IpAddr>().ok())
+            .find(IpAddr::is_ipv4))
     }
 
     pub async fn create_volume(&self, spec: &VolumeSpec) -> Result<(), RuntimeError> {

@@ -114,6 +114,7 @@ struct State {
     now: i64,
     clock: Option<Arc<dyn Fn() -> i64 + Send + Sync>>,
     stop_exit_code: i64,
+    bridge_gateway: Option<std::net::IpAddr>,
 }
 
 impl Default for FakeRuntime {
@@ -148,6 +149,7 @@ impl FakeRuntime {
                 now: 1_700_000_000_000,
                 clock: None,
                 stop_exit_code: 0,
+                bridge_gateway: None,
             })),
             changed: Arc::new(watch::channel(0).0),
             events,
@@ -159,6 +161,11 @@ impl FakeRuntime {
     /// What `info` reports.
     pub fn set_info(&self, info: NodeInfo) {
         self.inner.lock().info = info;
+    }
+
+    /// What `bridge_gateway` reports (`None` until set: a node without a bridge network).
+    pub fn set_bridge_gateway(&self, gateway: Option<std::net::IpAddr>) {
+        self.inner.lock().bridge_gateway = gateway;
     }
 
     /// Makes pulls of `image` fail with `reason`.
@@ -644,6 +651,45 @@ impl FakeRuntime {
             c.stats = Some(sample);
         }
         Ok(sample)
+    }
+
+    /// The sample `stats` gives (same call, same failures), in the shape of Docker's stats
+    /// document.
+    pub async fn raw_stats(&self, id: &ContainerId) -> Result<serde_json::Value, RuntimeError> {
+        let sample = self.stats(id).await?;
+        let (read, name) = {
+            let s = self.inner.lock();
+            let name = s
+                .containers
+                .get(id)
+                .map(|c| c.spec.name.clone())
+                .unwrap_or_default();
+            (s.now(), name)
+        };
+        let read = chrono::DateTime::from_timestamp_millis(read)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        Ok(serde_json::json!({
+            "read": read,
+            "name": format!("/{name}"),
+            "id": id.as_str(),
+            "cpu_stats": {
+                "cpu_usage": {"total_usage": sample.cpu_total_ns},
+                "system_cpu_usage": sample.system_cpu_ns,
+                "online_cpus": sample.online_cpus,
+            },
+            "memory_stats": {
+                "usage": sample.memory_usage_bytes,
+                "limit": sample.memory_limit_bytes,
+            },
+            "networks": {
+                "eth0": {"rx_bytes": sample.network_rx_bytes, "tx_bytes": sample.network_tx_bytes},
+            },
+        }))
+    }
+
+    pub async fn bridge_gateway(&self) -> Result<Option<std::net::IpAddr>, RuntimeError> {
+        Ok(self.inner.lock().bridge_gateway)
     }
 
     pub async fn create_volume(&self, spec: &VolumeSpec) -> Result<(), RuntimeError> {

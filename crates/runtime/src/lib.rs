@@ -3,7 +3,8 @@
 //! ([`FakeRuntime`]) for tests and fleet simulation.
 //!
 //! **API Boundary:** callers see berth's own types ([`ContainerSpec`], [`ContainerState`], ...)
-//! and [`RuntimeError`]; no Engine API shape leaves this crate.
+//! and [`RuntimeError`]; no Engine API shape leaves this crate, except [`Runtime::raw_stats`]:
+//! the engine's stats document as JSON, which ECS's task metadata endpoint serves as it is.
 //!
 //! **Architecture Invariant:** both drivers validate a spec with [`ContainerSpec::validate`]
 //! before acting, so anything the fake accepts, Docker is asked for in the same form.
@@ -126,6 +127,21 @@ impl Runtime {
     /// One resource-usage sample.
     pub async fn stats(&self, id: &ContainerId) -> Result<StatsSample, RuntimeError> {
         dispatch!(self, rt => rt.stats(id).await)
+    }
+
+    /// One stats document of the container exactly as the engine's stats API shapes it
+    /// (`read`, `cpu_stats`, `precpu_stats`, `memory_stats`, `networks`, …), what ECS's task
+    /// metadata `/stats` serves. Unlike [`Runtime::stats`] it may take the engine's one-second
+    /// wait for a second sample.
+    pub async fn raw_stats(&self, id: &ContainerId) -> Result<serde_json::Value, RuntimeError> {
+        dispatch!(self, rt => rt.raw_stats(id).await)
+    }
+
+    /// The host's address on the default bridge network (Docker's `bridge` IPAM gateway,
+    /// usually 172.17.0.1): where bridge-mode containers reach the host. `None` when the
+    /// runtime has no such network.
+    pub async fn bridge_gateway(&self) -> Result<Option<std::net::IpAddr>, RuntimeError> {
+        dispatch!(self, rt => rt.bridge_gateway().await)
     }
 
     /// Creates a named volume; creating one that exists is a no-op.

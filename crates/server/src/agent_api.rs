@@ -36,7 +36,22 @@ pub struct AgentApi {
     pub utilization: std::sync::Mutex<utilization::Aggregator>,
     /// Where each closed window's `AWS/ECS` datapoints go: partition, datapoints.
     pub metrics: MetricsSink,
+    /// A fresh login for the server's registry, which the agents pull its images with.
+    pub registry_login: RegistryLogin,
+    /// Resolves the secrets tasks name (`secrets`, `repositoryCredentials`).
+    pub secrets: SecretSource,
 }
+
+/// Makes a login for the server's own registry (`berth_ecr::Ecr::pull_credentials`).
+pub type RegistryLogin = Arc<dyn Fn() -> berth_ecr::PullCredentials + Send + Sync>;
+
+/// Resolves a secret reference — a `valueFrom` or `credentialsParameter` — in a partition, to
+/// the secret's value or a reason it cannot be read.
+pub type SecretSource = Arc<dyn Fn(RequestContext, String) -> SecretValue + Send + Sync>;
+
+/// A secret's value, or why it cannot be read.
+pub type SecretValue =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>>;
 
 /// Receives `AWS/ECS` utilization datapoints for a partition (`account/region`), on a blocking
 /// thread of the publishing loop.
@@ -62,6 +77,7 @@ pub fn router(state: Arc<AgentApi>) -> Router {
         .route(api::STATE, post(state_report))
         .route(api::LOGS, post(log_batch))
         .route(api::METRICS, post(metrics_report))
+        .route(api::CREDENTIALS, post(credentials))
         .with_state(state)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send + 'static>| {
@@ -209,6 +225,116 @@ async fn log_batch(
     }
 }
 
+/// What a task needs before its images are pulled (`api::CREDENTIALS`): the registry login
+/// for images in berth's own registry, the `repositoryCredentials` secret for other registries,
+/// and the values of `secrets`. Any reference that cannot be resolved fails the request, as the
+/// task cannot start without it.
+async fn credentials(
+    AxState(s): AxState<Arc<AgentApi>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let req: api::CredentialsRequest = decode(&body)?;
+        let ctx = s.ctx();
+        let needs = nodes::credential_needs(&s.ecs, &ctx, bearer(&headers), &req).await?;
+        let reached_as = headers.get("host").and_then(|h| h.to_str().ok());
+        let own = (s.registry_login)();
+        let mut out = api::CredentialsResponse::default();
+        for need in needs {
+            let host = registry_host(&need.image);
+            let registry = if let Some(host) =
+                host.filter(|h| is_own_registry(h, &own.host, reached_as))
+            {
+                Some(api::RegistryCredentials {
+                    username: own.username.clone(),
+                    password: own.password.clone(),
+                    server: host.to_owned(),
+                })
+            } else if let Some(parameter) = &need.credentials_parameter {
+                let text = (s.secrets)(ctx.clone(), parameter.clone())
+                    .await
+                    .map_err(|why| not_initialized(parameter, &why))?;
+                let login = parse_login(&text).map_err(|why| not_initialized(parameter, why))?;
+                Some(api::RegistryCredentials {
+                    username: login.0,
+                    password: login.1,
+                    server: host.unwrap_or("docker.io").to_owned(),
+                })
+            } else {
+                None
+            };
+            let mut secrets = Vec::with_capacity(need.secrets.len());
+            for (name, value_from) in need.secrets {
+                let value = (s.secrets)(ctx.clone(), value_from.clone())
+                    .await
+                    .map_err(|why| not_initialized(&value_from, &why))?;
+                secrets.push(api::SecretValue { name, value });
+            }
+            if registry.is_some() || !secrets.is_empty() {
+                out.containers.push(api::ContainerCredentials {
+                    name: need.name,
+                    registry,
+                    secrets,
+                });
+            }
+        }
+        Ok::<_, NodeError>(out)
+    }
+    .await;
+    match result {
+        Ok(r) => json(&r),
+        Err(e) => error(&e),
+    }
+}
+
+/// ECS's words for a task that cannot get its secrets or registry credentials.
+fn not_initialized(reference: &str, why: &str) -> NodeError {
+    NodeError {
+        status: 400,
+        body: api::ErrorBody {
+            code: "ResourceInitializationError".into(),
+            message: format!(
+                "unable to pull secrets or registry auth: unable to retrieve secret {reference}: {why}"
+            ),
+        },
+    }
+}
+
+/// The registry host an image reference names (`host[:port]/repo:tag`), as docker reads it: the
+/// first component, when it has a `.` or `:` or is `localhost`; none means Docker Hub.
+fn registry_host(image: &str) -> Option<&str> {
+    let (first, _) = image.split_once('/')?;
+    (first.contains('.') || first.contains(':') || first == "localhost").then_some(first)
+}
+
+/// Whether `host` is this server's registry: its own `host:port`, the address the agent
+/// reached the server at, or a loopback spelling of either with the same port.
+fn is_own_registry(host: &str, own: &str, reached_as: Option<&str>) -> bool {
+    let loopback = |h: &str| -> Option<String> {
+        let (name, port) = h.rsplit_once(':')?;
+        matches!(name, "127.0.0.1" | "localhost" | "[::1]").then(|| port.to_owned())
+    };
+    let same = |a: &str, b: &str| {
+        a.eq_ignore_ascii_case(b)
+            || matches!((loopback(a), loopback(b)), (Some(x), Some(y)) if x == y)
+    };
+    same(host, own) || reached_as.is_some_and(|r| same(host, r))
+}
+
+/// The login a `repositoryCredentials` secret holds: `{"username": …, "password": …}`, as ECS
+/// requires it.
+fn parse_login(text: &str) -> Result<(String, String), &'static str> {
+    #[derive(serde::Deserialize)]
+    struct Login {
+        username: String,
+        password: String,
+    }
+    serde_json::from_str::<Login>(text)
+        .map(|l| (l.username, l.password))
+        .map_err(|_| "the secret is not a JSON object with string members username and password")
+}
+
 /// An agent's usage sample: resolved against its tasks and added to the current window.
 async fn metrics_report(
     AxState(s): AxState<Arc<AgentApi>>,
@@ -294,5 +420,55 @@ fn datapoint(m: utilization::Metric) -> berth_cloudwatch::Datapoint {
         },
         unit: Some(utilization::UNIT.into()),
         storage_resolution: m.storage_resolution,
+    }
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::*;
+
+    #[test]
+    fn registry_hosts_are_read_as_docker_reads_them() {
+        assert_eq!(
+            registry_host("127.0.0.1:4566/app/web:1"),
+            Some("127.0.0.1:4566")
+        );
+        assert_eq!(registry_host("localhost/app"), Some("localhost"));
+        assert_eq!(
+            registry_host("registry.example.com/app"),
+            Some("registry.example.com")
+        );
+        assert_eq!(registry_host("library/busybox:1"), None);
+        assert_eq!(registry_host("busybox"), None);
+    }
+
+    #[test]
+    fn the_own_registry_is_recognised_under_its_loopback_spellings_only() {
+        let own = "127.0.0.1:4566";
+        assert!(is_own_registry("127.0.0.1:4566", own, None));
+        assert!(is_own_registry("localhost:4566", own, None));
+        assert!(is_own_registry("[::1]:4566", own, None));
+        assert!(!is_own_registry("localhost:4567", own, None));
+        assert!(!is_own_registry("registry.example.com", own, None));
+        assert!(is_own_registry(
+            "berth.internal:4566",
+            own,
+            Some("berth.internal:4566")
+        ));
+        assert!(!is_own_registry(
+            "other.internal:4566",
+            own,
+            Some("berth.internal:4566")
+        ));
+    }
+
+    #[test]
+    fn registry_secrets_must_hold_a_username_and_a_password() {
+        assert_eq!(
+            parse_login(r#"{"username":"u","password":"p","extra":1}"#),
+            Ok(("u".into(), "p".into()))
+        );
+        assert!(parse_login(r#"{"username":"u"}"#).is_err());
+        assert!(parse_login("u:p").is_err());
     }
 }

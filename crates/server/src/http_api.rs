@@ -23,6 +23,7 @@ use berth_ecr::Ecr;
 use berth_ecs::Ecs;
 use berth_elbv2::Elbv2;
 use berth_logs::Logs;
+use berth_secretsmanager::SecretsManager;
 use berth_store::{AnyStore, Store};
 use http_body_util::BodyExt;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ const ECS_TARGET: &str = "AmazonEC2ContainerServiceV20141113";
 const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921";
 const LOGS_TARGET: &str = "Logs_20140328";
 const AUTOSCALING_TARGET: &str = "AnyScaleFrontendService";
+const SECRETSMANAGER_TARGET: &str = "secretsmanager";
 /// CloudWatch speaks awsJson 1.0 (botocore), rpc-v2-cbor (the AWS SDK for Rust) and awsQuery.
 const CLOUDWATCH_TARGET: &str = "GraniteServiceVersion20100801";
 
@@ -65,6 +67,8 @@ pub struct State {
     elbv2: Elbv2,
     cloudwatch: Cloudwatch,
     autoscaling: Autoscaling,
+    /// Secrets Manager; other server code reads secrets through its `resolve`.
+    pub secrets: SecretsManager,
 }
 
 /// The keys SigV4 verification accepts: the root key for now; IAM users come later.
@@ -91,6 +95,7 @@ impl State {
         elbv2: Elbv2,
         cloudwatch: Cloudwatch,
         autoscaling: Autoscaling,
+        secrets: SecretsManager,
     ) -> Self {
         let keys = Keys {
             access_key_id: identity.root.access_key_id.clone(),
@@ -118,6 +123,7 @@ impl State {
             elbv2,
             cloudwatch,
             autoscaling,
+            secrets,
         }
     }
 }
@@ -168,7 +174,7 @@ async fn health() -> Response {
     (
         StatusCode::OK,
         [("content-type", "application/json")],
-        r#"{"status":"ready","services":["ecs","ecr","logs","elbv2","cloudwatch","autoscaling"]}"#,
+        r#"{"status":"ready","services":["ecs","ecr","logs","elbv2","cloudwatch","autoscaling","secretsmanager"]}"#,
     )
         .into_response()
 }
@@ -460,6 +466,7 @@ async fn handle(
         ECR_TARGET => call.to(&state.ecr, "1.1").await,
         LOGS_TARGET => call.to(&state.logs, "1.1").await,
         AUTOSCALING_TARGET => call.to(&state.autoscaling, "1.1").await,
+        SECRETSMANAGER_TARGET => call.to(&state.secrets, "1.1").await,
         CLOUDWATCH_TARGET => call.to(&state.cloudwatch, "1.0").await,
         _ => answer(wire, "1.1", None, Err(AwsError::unknown_operation(target))),
     }

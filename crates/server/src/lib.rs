@@ -141,6 +141,11 @@ pub async fn run(
         })?;
     let addr = listener.local_addr().map_err(Error::Serve)?;
     let ecs = berth_ecs::Ecs::new(store.clone(), identity.token_key, berth_ecs::system_clock());
+    // Records an earlier berth wrote are brought to the current layout before anything reads
+    // them: tasks that ran before an upgrade go on running after it.
+    berth_ecs::upgrade::upgrade_records(&ecs)
+        .await
+        .map_err(|e| Error::Setup(format!("upgrading stored records: {}", e.message)))?;
     let registry = open_registry(&config, &identity, store.clone())?;
     let join_token = config
         .join_token
@@ -212,6 +217,13 @@ pub async fn run(
     );
     cloudwatch.set_actions(Arc::new(autoscaling.clone()));
     let autoscaling_ticker = tokio::spawn(autoscaling_tick(autoscaling.clone()));
+    // Secrets Manager; the agent routes read tasks' `secrets` and `repositoryCredentials`
+    // through its `resolve`.
+    let secrets = berth_secretsmanager::SecretsManager::new(
+        store.clone(),
+        identity.token_key,
+        berth_secretsmanager::system_clock(),
+    );
     // The agents' usage samples become CloudWatch's `AWS/ECS` utilization metrics.
     let agents = Arc::new(agent_api::AgentApi {
         ecs: ecs.clone(),
@@ -229,6 +241,22 @@ pub async fn run(
             },
         )),
         metrics: agent_api::cloudwatch_sink(cloudwatch.clone()),
+        registry_login: {
+            let ecr = ecr.clone();
+            Arc::new(move || ecr.pull_credentials())
+        },
+        secrets: {
+            let secrets = secrets.clone();
+            Arc::new(move |ctx, reference| {
+                let secrets = secrets.clone();
+                Box::pin(async move {
+                    secrets
+                        .resolve(&ctx.account_id, &ctx.region, &reference)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+            })
+        },
     });
     let metrics_publisher = tokio::spawn(agent_api::publish_metrics(agents.clone()));
     let state = Arc::new(http_api::State::new(
@@ -241,6 +269,7 @@ pub async fn run(
         elbv2,
         cloudwatch,
         autoscaling,
+        secrets,
     ));
     let app = http_api::router(state, &registry).merge(agent_api::router(agents));
     let started = Started {

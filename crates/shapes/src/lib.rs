@@ -13,6 +13,7 @@ pub mod ecr;
 pub mod ecs;
 pub mod elbv2;
 pub mod logs;
+pub mod secretsmanager;
 
 /// A point in time as awsJson carries it: seconds since the Unix epoch, fractional.
 #[derive(Debug, Clone, Copy, Default, PartialEq, PartialOrd, Serialize, Deserialize)]
@@ -44,4 +45,5 @@ pub mod models {
     pub const ECS: &str = include_str!("../models/ecs.json");
     pub const ELBV2: &str = include_str!("../models/elbv2.json");
     pub const LOGS: &str = include_str!("../models/logs.json");
+    pub const SECRETSMANAGER: &str = include_str!("../models/secretsmanager.json");
 }

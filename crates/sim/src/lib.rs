@@ -110,6 +110,9 @@ pub struct Sim {
     target_groups: Vec<String>,
     /// The next dynamic host port a fake agent binds (never reused, so no two tasks share one).
     next_port: u16,
+    /// Per task definition ARN, each container's name and port mappings (container port, host
+    /// port): what an agent reads from the definition its poll carries, asked once per revision.
+    port_mappings: HashMap<String, Vec<ContainerPorts>>,
     member_of_zone: BTreeMap<String, &'static str>,
     distinct: BTreeSet<String>,
     /// Controller passes and tasks the agents reported RUNNING, for reports.
@@ -145,6 +148,67 @@ async fn records<T: DeserializeOwned + Send>(store: &AnyStore, kind: &str) -> Ve
         }
         if done {
             return out;
+        }
+    }
+}
+
+/// A container of a revision: its name and port mappings (container port, host port if fixed).
+type ContainerPorts = (String, Vec<(u16, Option<u16>)>);
+
+/// What the fake agents and the health checker read of a task record; the rest of each record
+/// is skipped when decoding, so the simulation's own scan per step stays small beside the
+/// control plane's.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Seen {
+    arn: String,
+    container_instance_id: String,
+    task_definition_arn: String,
+    last_status: String,
+    desired_status: String,
+    group: String,
+    containers: Vec<SeenContainer>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct SeenContainer {
+    #[serde(rename = "networkBindings", default)]
+    network_bindings: Option<Vec<SeenBinding>>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct SeenBinding {
+    #[serde(rename = "hostPort", default)]
+    host_port: Option<i32>,
+}
+
+impl Seen {
+    fn family(&self) -> &str {
+        berth_ecs::family_of(&self.task_definition_arn)
+    }
+}
+
+impl From<&TaskRecord> for Seen {
+    fn from(t: &TaskRecord) -> Self {
+        Seen {
+            arn: t.arn.clone(),
+            container_instance_id: t.container_instance_id.clone(),
+            task_definition_arn: t.task_definition_arn.clone(),
+            last_status: t.last_status.clone(),
+            desired_status: t.desired_status.clone(),
+            group: t.group.clone(),
+            containers: t
+                .containers
+                .iter()
+                .map(|c| SeenContainer {
+                    network_bindings: c.network_bindings.as_ref().map(|bs| {
+                        bs.iter()
+                            .map(|b| SeenBinding {
+                                host_port: b.host_port,
+                            })
+                            .collect()
+                    }),
+                })
+                .collect(),
         }
     }
 }
@@ -190,6 +254,7 @@ impl Sim {
             failing_health_checks: BTreeSet::new(),
             target_groups: Vec::new(),
             next_port: 32768,
+            port_mappings: HashMap::new(),
             member_of_zone: BTreeMap::new(),
             distinct: BTreeSet::new(),
             passes: 0,
@@ -343,11 +408,22 @@ impl Sim {
         records(&self.store, kinds::SERVICE).await
     }
 
+    async fn seen(&self) -> Vec<Seen> {
+        records(&self.store, kinds::TASK).await
+    }
+
     /// Every live fake agent heartbeats and reports what its "containers" do with the tasks the
     /// control plane assigned it (read once per step for all nodes: what each node's long poll
     /// would answer, without a scan per node).
-    async fn agents(&mut self, tasks: &[TaskRecord]) {
-        let mut by_node: HashMap<&str, Vec<&TaskRecord>> = HashMap::new();
+    async fn agents(&mut self, tasks: &[Seen]) {
+        for t in tasks {
+            if !self.port_mappings.contains_key(&t.task_definition_arn) {
+                let mappings = self.port_mappings_of(&t.task_definition_arn).await;
+                self.port_mappings
+                    .insert(t.task_definition_arn.clone(), mappings);
+            }
+        }
+        let mut by_node: HashMap<&str, Vec<&Seen>> = HashMap::new();
         for t in tasks.iter().filter(|t| t.last_status != "STOPPED") {
             by_node
                 .entry(t.container_instance_id.as_str())
@@ -364,7 +440,7 @@ impl Sim {
                 .expect("heartbeat");
             let mut report = Vec::new();
             for t in by_node.get(reg.instance_id.as_str()).into_iter().flatten() {
-                let family = t.definition.family.as_deref().unwrap_or_default();
+                let family = t.family();
                 if t.last_status == "DEACTIVATING" {
                     // Draining from its load balancers: the long poll still says RUNNING.
                 } else if t.desired_status == "STOPPED" {
@@ -407,14 +483,47 @@ impl Sim {
         self.running.retain(|a| !gone.contains(a.as_str()));
     }
 
+    /// The containers of revision `arn` and their port mappings, from DescribeTaskDefinition.
+    async fn port_mappings_of(&self, arn: &str) -> Vec<ContainerPorts> {
+        let found = self
+            .call("DescribeTaskDefinition", json!({"taskDefinition": arn}))
+            .await
+            .expect("a task's revision is described");
+        let port = |v: &Value| v.as_u64().and_then(|p| u16::try_from(p).ok());
+        found["taskDefinition"]["containerDefinitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let mappings = c["portMappings"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|m| {
+                        (
+                            port(&m["containerPort"]).unwrap_or_default(),
+                            port(&m["hostPort"]),
+                        )
+                    })
+                    .collect();
+                (c["name"].as_str().unwrap_or_default().to_string(), mappings)
+            })
+            .collect()
+    }
+
     /// Containers as an agent reports them once they run: each port mapping bound to its host
     /// port, or to a fresh dynamic one.
-    fn bind_ports(&mut self, t: &TaskRecord) -> Vec<api::ContainerState> {
+    fn bind_ports(&mut self, t: &Seen) -> Vec<api::ContainerState> {
         let mut out = Vec::new();
-        for c in t.definition.container_definitions.iter().flatten() {
+        let containers = self
+            .port_mappings
+            .get(&t.task_definition_arn)
+            .cloned()
+            .unwrap_or_default();
+        for (name, mappings) in containers {
             let mut bindings = Vec::new();
-            for m in c.port_mappings.iter().flatten() {
-                let host_port = match m.host_port.and_then(|p| u16::try_from(p).ok()) {
+            for (container_port, host_port) in mappings {
+                let host_port = match host_port {
                     Some(p) if p > 0 => p,
                     _ => {
                         self.next_port = self.next_port.wrapping_add(1).max(32768);
@@ -423,16 +532,13 @@ impl Sim {
                 };
                 bindings.push(api::NetworkBinding {
                     bind_ip: "0.0.0.0".into(),
-                    container_port: m
-                        .container_port
-                        .and_then(|p| u16::try_from(p).ok())
-                        .unwrap_or_default(),
+                    container_port,
                     host_port,
                     protocol: "tcp".into(),
                 });
             }
             out.push(api::ContainerState {
-                name: c.name.clone().unwrap_or_default(),
+                name,
                 runtime_id: None,
                 status: "RUNNING".into(),
                 exit_code: None,
@@ -446,7 +552,7 @@ impl Sim {
     }
 
     /// `(EC2 instance id, host port)` → the family of the live task bound there.
-    async fn bound(&self, tasks: &[TaskRecord]) -> HashMap<(String, i32), String> {
+    async fn bound(&self, tasks: &[Seen]) -> HashMap<(String, i32), String> {
         let instances: Vec<ContainerInstanceRecord> =
             records(&self.store, kinds::CONTAINER_INSTANCE).await;
         let ec2: HashMap<&str, &str> = instances
@@ -464,10 +570,7 @@ impl Sim {
                 .flat_map(|c| c.network_bindings.iter().flatten())
             {
                 if let Some(port) = b.host_port {
-                    out.insert(
-                        (host.to_string(), port),
-                        t.definition.family.clone().unwrap_or_default(),
-                    );
+                    out.insert((host.to_string(), port), t.family().to_string());
                 }
             }
         }
@@ -476,7 +579,7 @@ impl Sim {
 
     /// The load balancer's health checker: a target still `initial` is found healthy at the
     /// seeded rate, or unhealthy when its task's family fails health checks.
-    async fn health_checks(&mut self, tasks: &[TaskRecord]) -> Result<(), String> {
+    async fn health_checks(&mut self, tasks: &[Seen]) -> Result<(), String> {
         if self.target_groups.is_empty() {
             return Ok(());
         }
@@ -572,14 +675,14 @@ impl Sim {
         let groups = berth_elbv2::group_views(&self.store, &ctx(), &arns, self.now())
             .await
             .map_err(|e| e.message.to_string())?;
-        let stopping: Vec<TaskRecord> = tasks
+        let stopping: Vec<Seen> = tasks
             .iter()
             .filter(|t| {
                 t.desired_status == "STOPPED"
                     && t.last_status != "DEACTIVATING"
                     && t.last_status != "STOPPED"
             })
-            .cloned()
+            .map(Seen::from)
             .collect();
         let held = self.bound(&stopping).await;
         for ((host, port), family) in held {
@@ -599,7 +702,7 @@ impl Sim {
     /// With `options.checks`, the invariants are checked around the pass.
     pub async fn step(&mut self) -> Result<(), String> {
         self.clock.fetch_add(self.options.step_ms, Ordering::SeqCst);
-        let tasks = self.tasks().await;
+        let tasks = self.seen().await;
         self.steady_at_start = steady(&self.services().await, &tasks);
         self.agents(&tasks).await;
         self.health_checks(&tasks).await?;
@@ -701,7 +804,7 @@ impl Sim {
 
     /// Every ACTIVE service runs its desired count and says it is steady.
     pub async fn steady(&self) -> bool {
-        steady(&self.services().await, &self.tasks().await)
+        steady(&self.services().await, &self.seen().await)
     }
 
     /// Steps until every service is steady (as seen at the start of a step, so no extra scan
@@ -717,7 +820,7 @@ impl Sim {
     }
 }
 
-fn steady(services: &[ServiceRecord], tasks: &[TaskRecord]) -> bool {
+fn steady(services: &[ServiceRecord], tasks: &[Seen]) -> bool {
     let mut running: HashMap<&str, i32> = HashMap::new();
     for t in tasks {
         if t.last_status == "RUNNING" && t.desired_status == "RUNNING" {

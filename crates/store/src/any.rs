@@ -55,6 +55,12 @@ impl Store for AnyStore {
         }
     }
 
+    async fn partitions(&self, kind: &str) -> Result<Vec<String>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.partitions(kind).await,
+        }
+    }
+
     async fn commit(&self, ops: Vec<Op>) -> Result<u64, StoreError> {
         match self {
             AnyStore::Sqlite(s) => s.commit(ops).await,

@@ -199,6 +199,13 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<TypedRecord<T>>, StoreError>> + Send;
 
+    /// The partitions holding at least one record of `kind`, in order: how a one-time upgrade
+    /// of a kind's records finds them all.
+    fn partitions(
+        &self,
+        kind: &str,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
     /// Applies all ops or none, in order; each op's [`Expect`] is checked against the state left
     /// by the ops before it in the same commit. On any mismatch returns [`StoreError::Conflict`]
     /// and writes nothing. Returns the commit's revision. A commit that changes nothing (no ops, or

@@ -3,7 +3,7 @@
 
 use crate::control_plane::{ControlPlane, JOIN_TOKEN};
 use berth_agent::{Agent, Config, Registered};
-use berth_agent_api::{AssignedTask, TaskState, labels};
+use berth_agent_api::{self as api, AssignedTask, TaskState, labels};
 use berth_runtime::{Call, ContainerId, FakeRuntime, Runtime, RuntimeError, StatsSample};
 use parking_lot::Mutex;
 use serde_json::json;
@@ -48,6 +48,8 @@ fn config(cp: &ControlPlane, dir: &Path) -> Config {
     c.tick = Duration::from_millis(20);
     c.max_backoff = Duration::from_millis(200);
     c.attributes = vec![("stack".into(), Some("blue".into()))];
+    // An ephemeral port, so agents of parallel tests do not contend for one.
+    c.metadata_port = Some(0);
     c
 }
 
@@ -103,6 +105,8 @@ fn task(id: &str, containers: serde_json::Value) -> AssignedTask {
         overrides: json!({"containerOverrides": [{"name": "app", "environment": [{"name": "FROM", "value": "override"}]}]}),
         reserved_ports: vec![],
         stop_reason: None,
+        group: None,
+        container_arns: Default::default(),
     }
 }
 
@@ -283,6 +287,95 @@ async fn a_pull_failure_stops_the_task_with_cannot_pull_container_error() {
     assert_eq!(stopped.stopped_reason.as_deref(), Some(reason.as_str()));
     assert!(stopped.pull_started_at.is_some() && stopped.started_at.is_none());
     assert_eq!(creates(&f), 0);
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn secrets_and_registry_logins_from_the_server_reach_the_containers_and_pulls() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = fake();
+    let agent = start(config(&cp, dir.path()), Ok(f.clone().into()));
+    let containers = json!([
+        {"name": "app", "image": "127.0.0.1:4566/shop/app:1", "memory": 16,
+         "environment": [{"name": "TOKEN", "value": "plain"}],
+         "secrets": [{"name": "TOKEN", "valueFrom": "arn:aws:secretsmanager:us-east-1:000000000000:secret:t-AbCdEf"}]},
+        {"name": "side", "image": "127.0.0.1:4566/shop/app:1", "memory": 16, "essential": false}
+    ]);
+    let ok = task("c1", containers.clone());
+    let refused = task("c2", containers);
+    let login = api::RegistryCredentials {
+        username: "AWS".into(),
+        password: "token".into(),
+        server: "127.0.0.1:4566".into(),
+    };
+    {
+        let mut s = cp.state.lock();
+        s.credentials.insert(
+            ok.task_arn.clone(),
+            Ok(api::CredentialsResponse {
+                containers: vec![api::ContainerCredentials {
+                    name: "app".into(),
+                    registry: Some(login.clone()),
+                    secrets: vec![api::SecretValue {
+                        name: "TOKEN".into(),
+                        value: "from the secret".into(),
+                    }],
+                }],
+            }),
+        );
+        s.credentials.insert(
+            refused.task_arn.clone(),
+            Err((
+                "ResourceInitializationError".into(),
+                "unable to pull secrets or registry auth: no such secret".into(),
+            )),
+        );
+    }
+    let (ok_arn, refused_arn) = (ok.task_arn.clone(), refused.task_arn.clone());
+    cp.assign(ok);
+    reported(&cp, &ok_arn, "RUNNING").await;
+    let app = container(&f, &ok_arn, "app").expect("app container");
+    let env = f.spec(&app).expect("spec").env;
+    assert!(
+        env.contains(&("TOKEN".to_owned(), "from the secret".to_owned())),
+        "{env:?}"
+    );
+    assert!(!env.iter().any(|(_, v)| v == "plain"), "{env:?}");
+    // One pull for the image both containers use, with the login.
+    let pulls: Vec<Call> = f
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Pull { .. }))
+        .collect();
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    assert!(
+        matches!(&pulls[0], Call::Pull { auth: Some(a), .. } if a.username == "AWS" && a.password == "token"),
+        "{pulls:?}"
+    );
+
+    cp.assign(refused);
+    let stopped = reported(&cp, &refused_arn, "STOPPED").await;
+    assert_eq!(stopped.stop_code.as_deref(), Some("TaskFailedToStart"));
+    assert_eq!(
+        stopped.stopped_reason.as_deref(),
+        Some(
+            "ResourceInitializationError: unable to pull secrets or registry auth: no such secret"
+        )
+    );
+    assert!(container(&f, &refused_arn, "app").is_none());
+    // Images without a registry host and no secrets: the server is not asked.
+    let plain = task(
+        "c3",
+        json!([{"name": "app", "image": "app:1", "memory": 16}]),
+    );
+    let plain_arn = plain.task_arn.clone();
+    cp.assign(plain);
+    reported(&cp, &plain_arn, "RUNNING").await;
+    assert_eq!(
+        cp.state.lock().credential_requests,
+        vec![ok_arn.clone(), refused_arn.clone()]
+    );
     agent.shutdown().await;
 }
 
@@ -514,4 +607,265 @@ async fn task_usage_is_sampled_and_shipped_in_ecs_cpu_units_and_mib() {
     let last = cp.state.lock().metrics.last().cloned().expect("a report");
     assert!(last.tasks.is_empty(), "{last:?}");
     agent.shutdown().await;
+}
+
+/// `GET url` over a fresh connection: the status and the body as JSON (null if it is not);
+/// status 0 when nothing listens (yet).
+async fn http_get(url: &str) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let Ok(mut stream) = tokio::net::TcpStream::connect(authority).await else {
+        return (0, serde_json::Value::Null);
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read response");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn env_of(f: &FakeRuntime, id: &ContainerId, name: &str) -> Option<String> {
+    f.spec(id)?
+        .env
+        .into_iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+#[tokio::test]
+async fn containers_read_their_task_metadata_in_ecs_shapes() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = fake();
+    // The fake's bridge gateway is loopback: bridge containers' URIs then work from the test.
+    f.set_bridge_gateway(Some(std::net::Ipv4Addr::LOCALHOST.into()));
+    let mut c = config(&cp, dir.path());
+    c.attributes
+        .push(("ecs.availability-zone".into(), Some("us-east-1a".into())));
+    let agent = start(c, Ok(f.clone().into()));
+
+    let mut t = task(
+        "meta1",
+        json!([
+            {"name": "app", "image": "app:1", "cpu": 128, "memory": 64,
+             "portMappings": [{"containerPort": 80}],
+             "logConfiguration": {"logDriver": "json-file", "options": {"max-size": "10m"}},
+             "dependsOn": [{"containerName": "sidecar", "condition": "START"}]},
+            {"name": "sidecar", "image": "side:1", "essential": false, "memory": 32,
+             "environment": [{"name": "ECS_CONTAINER_METADATA_URI_V4", "value": "http://mine"}]}
+        ]),
+    );
+    t.task_definition["cpu"] = json!("256");
+    t.task_definition["memory"] = json!("512");
+    let arn = t.task_arn.clone();
+    cp.assign(t);
+    reported(&cp, &arn, "RUNNING").await;
+    let app = container(&f, &arn, "app").expect("app created");
+    let side = container(&f, &arn, "sidecar").expect("sidecar created");
+
+    let v4 = env_of(&f, &app, "ECS_CONTAINER_METADATA_URI_V4").expect("the v4 variable");
+    let v3 = env_of(&f, &app, "ECS_CONTAINER_METADATA_URI").expect("the v3 variable");
+    assert!(v4.starts_with("http://127.0.0.1:"), "{v4}");
+    let token = v4.rsplit('/').next().expect("a token").to_string();
+    assert!(v4.ends_with(&format!("/v4/{token}")) && v3.ends_with(&format!("/v3/{token}")));
+    assert_eq!(token.len(), 36, "a UUID-shaped token: {token}");
+    assert!(!token.contains(app.as_str()) && !v4.contains(&arn));
+    // A variable the definition sets itself is kept.
+    assert_eq!(
+        env_of(&f, &side, "ECS_CONTAINER_METADATA_URI_V4").as_deref(),
+        Some("http://mine")
+    );
+    let side_v3 = env_of(&f, &side, "ECS_CONTAINER_METADATA_URI").expect("the sidecar's v3");
+
+    // The container's own document, once the agent has inspected it running.
+    let me = eventually_get(&v4, |doc| {
+        doc["Networks"][0]["IPv4Addresses"][0].is_string()
+    })
+    .await;
+    assert_eq!(me["DockerId"], app.as_str());
+    assert_eq!(me["Name"], "app");
+    assert_eq!(me["DockerName"], "ecs-web-3-app-meta1");
+    assert_eq!(me["Image"], "app:1");
+    assert!(
+        me["ImageID"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("sha256:"))
+    );
+    assert_eq!(me["Labels"][labels::TASK_ARN], arn.as_str());
+    assert_eq!(me["Labels"][labels::CLUSTER], "default");
+    assert_eq!(me["DesiredStatus"], "RUNNING");
+    assert_eq!(me["KnownStatus"], "RUNNING");
+    assert_eq!(me["Limits"], json!({"CPU": 128.0, "Memory": 64}));
+    assert_eq!(me["Type"], "NORMAL");
+    assert_eq!(me["LogDriver"], "json-file");
+    assert_eq!(me["LogOptions"], json!({"max-size": "10m"}));
+    assert_eq!(me["Networks"][0]["NetworkMode"], "bridge");
+    assert_eq!(me["Ports"][0]["ContainerPort"], 80);
+    assert_eq!(me["Ports"][0]["Protocol"], "tcp");
+    assert!(me["Ports"][0]["HostPort"].as_u64().is_some_and(|p| p > 0));
+    assert!(me["CreatedAt"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert!(me["StartedAt"].is_string());
+    assert!(me.get("ExitCode").is_none() && me.get("FinishedAt").is_none());
+
+    let (status, task_doc) = http_get(&format!("{v4}/task")).await;
+    assert_eq!(status, 200);
+    assert_eq!(task_doc["Cluster"], "default");
+    assert_eq!(task_doc["TaskARN"], arn.as_str());
+    assert_eq!(task_doc["Family"], "web");
+    assert_eq!(task_doc["Revision"], "3");
+    assert_eq!(task_doc["DesiredStatus"], "RUNNING");
+    assert_eq!(task_doc["KnownStatus"], "RUNNING");
+    assert_eq!(task_doc["Limits"], json!({"CPU": 0.25, "Memory": 512}));
+    assert_eq!(task_doc["LaunchType"], "EC2");
+    assert_eq!(task_doc["AvailabilityZone"], "us-east-1a");
+    assert!(task_doc["PullStartedAt"].is_string() && task_doc["PullStoppedAt"].is_string());
+    let names: Vec<&str> = task_doc["Containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .filter_map(|c| c["Name"].as_str())
+        .collect();
+    assert_eq!(names, ["sidecar", "app"]);
+
+    // Version 3, through the sidecar's own URI: its document, without v4's additions.
+    let (status, side_doc) = http_get(&side_v3).await;
+    assert_eq!(status, 200);
+    assert_eq!(side_doc["DockerId"], side.as_str());
+    let (_, v3_task) = http_get(&format!("{side_v3}/task")).await;
+    assert_eq!(v3_task["TaskARN"], arn.as_str());
+    assert!(v3_task.get("LaunchType").is_none());
+    assert!(
+        v3_task["Containers"]
+            .as_array()
+            .expect("containers")
+            .iter()
+            .all(|c| c.get("LogDriver").is_none())
+    );
+
+    // Stats as Docker shapes them, for the container and for the whole task.
+    f.set_stats(
+        &app,
+        StatsSample {
+            cpu_total_ns: 5_000,
+            system_cpu_ns: 9_000,
+            online_cpus: 2,
+            memory_usage_bytes: 1234,
+            memory_limit_bytes: 64 << 20,
+            ..StatsSample::default()
+        },
+    );
+    let (status, stats) = http_get(&format!("{v4}/stats")).await;
+    assert_eq!(status, 200);
+    assert_eq!(stats["cpu_stats"]["cpu_usage"]["total_usage"], 5_000);
+    assert_eq!(stats["memory_stats"]["usage"], 1234);
+    let (status, task_stats) = http_get(&format!("{v4}/task/stats")).await;
+    assert_eq!(status, 200);
+    let mut ids: Vec<&String> = task_stats.as_object().expect("a map").keys().collect();
+    ids.sort();
+    let mut want = vec![&app.0, &side.0];
+    want.sort();
+    assert_eq!(ids, want);
+    assert_eq!(task_stats[app.as_str()]["memory_stats"]["usage"], 1234);
+
+    // Anything else is not found: another token, another path.
+    let base = v4.trim_end_matches(&token);
+    let (status, _) = http_get(&format!("{base}00000000-0000-4000-8000-000000000000")).await;
+    assert_eq!(status, 404);
+    let (status, _) = http_get(&format!("{v4}/taskWithTags/extra")).await;
+    assert_eq!(status, 404);
+
+    // A stopped task is forgotten.
+    cp.stop_task(&arn, "done");
+    reported(&cp, &arn, "STOPPED").await;
+    eventually_status(&v4, 404).await;
+    agent.shutdown().await;
+}
+
+/// GETs `url` until its document satisfies `ready`.
+async fn eventually_get(
+    url: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, doc) = http_get(url).await;
+        if status == 200 && ready(&doc) {
+            return doc;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {url}: {status} {doc}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn eventually_status(url: &str, want: u16) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, _) = http_get(url).await;
+        if status == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {url} to answer {want}, last {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_agent_serves_adopted_containers_at_their_old_uri() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = fake();
+    // Another loopback address, so the bridge listener can take the same port as loopback's.
+    f.set_bridge_gateway(Some(std::net::Ipv4Addr::new(127, 0, 0, 2).into()));
+    // A fixed port, as in production: the URI is baked into the container at create time.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut c = config(&cp, dir.path());
+    c.metadata_port = Some(port);
+    let first = start(c.clone(), Ok(f.clone().into()));
+    let t = task(
+        "adopted",
+        json!([{"name": "app", "image": "app:1", "memory": 16}]),
+    );
+    let arn = t.task_arn.clone();
+    cp.assign(t);
+    reported(&cp, &arn, "RUNNING").await;
+    let app = container(&f, &arn, "app").expect("app");
+    let uri = env_of(&f, &app, "ECS_CONTAINER_METADATA_URI_V4").expect("a URI");
+    assert!(
+        uri.starts_with(&format!("http://127.0.0.2:{port}/v4/")),
+        "{uri}"
+    );
+    eventually_get(&uri, |d| d["DockerId"] == app.as_str()).await;
+    first.shutdown().await;
+
+    // The token comes from the node's key, kept in the data dir: the old URI works again.
+    let second = start(c, Ok(f.clone().into()));
+    let doc = eventually_get(&format!("{uri}/task"), |d| d["KnownStatus"] == "RUNNING").await;
+    assert_eq!(doc["TaskARN"], arn.as_str());
+    assert_eq!(doc["Containers"][0]["DockerId"], app.as_str());
+    assert_eq!(creates(&f), 1);
+    second.shutdown().await;
 }

@@ -28,6 +28,11 @@ pub struct State {
     pub polls: u64,
     /// Every metrics report received, in order.
     pub metrics: Vec<api::MetricsReport>,
+    /// What the credentials endpoint answers, by task ARN: the answer, or an error code and
+    /// message. A task not listed gets a 404, as from a server that does not place it here.
+    pub credentials: BTreeMap<String, Result<api::CredentialsResponse, (String, String)>>,
+    /// The task ARNs credentials were asked for, in order.
+    pub credential_requests: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -64,6 +69,7 @@ impl ControlPlane {
             .route(api::POLL, post(poll))
             .route(api::STATE, post(report))
             .route(api::METRICS, post(metrics))
+            .route(api::CREDENTIALS, post(credentials))
             .with_state(self.clone());
         let handle = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -205,6 +211,26 @@ async fn register(
 
 fn authorized(s: &State, headers: &HeaderMap, instance_id: &str) -> bool {
     bearer(headers).is_some_and(|t| s.instances.get(instance_id) == Some(&t))
+}
+
+async fn credentials(
+    axum::extract::State(cp): axum::extract::State<ControlPlane>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(req) = serde_json::from_slice::<api::CredentialsRequest>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "BadRequest", "bad body");
+    };
+    let mut s = cp.state.lock();
+    if !authorized(&s, &headers, &req.instance_id) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthorized", "bad node token");
+    }
+    s.credential_requests.push(req.task_arn.clone());
+    match s.credentials.get(&req.task_arn) {
+        Some(Ok(c)) => json(c),
+        Some(Err((code, message))) => error(StatusCode::BAD_REQUEST, code, message),
+        None => error(StatusCode::NOT_FOUND, "TaskNotFound", "not placed here"),
+    }
 }
 
 async fn poll(

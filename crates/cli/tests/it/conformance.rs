@@ -1,6 +1,6 @@
 //! The conformance suite (`berth-conformance`) against a real `berth up`: every implemented ECS,
-//! ECR, ELBv2, CloudWatch and Application Auto Scaling operation, generated from botocore's
-//! model, must conform.
+//! ECR, ELBv2, CloudWatch, CloudWatch Logs, Application Auto Scaling and Secrets Manager
+//! operation, generated from botocore's model, must conform.
 
 use crate::harness::{Berth, Opts};
 use berth_conformance::{Client, Config, Model, Profile, Suite, model::botocore_data_dir};
@@ -17,9 +17,22 @@ fn conforms(service: &str, profile: Profile) {
 /// (`application-autoscaling` → `crates/autoscaling`), over `protocol` (`json`, `query` or
 /// `smithy-rpc-v2-cbor`; the model's own for awsQuery services).
 fn conforms_with_ledger(service: &str, family: &str, protocol: &str, profile: Profile) {
+    conforms_with_model(service, family, protocol, profile, |_| {});
+}
+
+/// [`conforms_with_ledger`] on botocore's model as `amend` leaves it (what the service's
+/// documentation and the AWS SDKs say and botocore's files lack).
+fn conforms_with_model(
+    service: &str,
+    family: &str,
+    protocol: &str,
+    profile: Profile,
+    amend: fn(&mut Model),
+) {
     let berth = Berth::start(Opts::default());
     let mut model = Model::load(&botocore_data_dir().expect("botocore"), service)
         .unwrap_or_else(|e| panic!("the {service} model: {e}"));
+    amend(&mut model);
     // The suite reads the wire protocol from the model, as botocore does: a service that
     // lists several is checked over each by naming it the model's protocol.
     model.service_json["metadata"]["protocol"] = protocol.into();
@@ -80,6 +93,22 @@ fn cloudwatch_conforms_over_rpc_v2_cbor() {
 #[test]
 fn cloudwatch_conforms_over_aws_query() {
     conforms_with_ledger("cloudwatch", "cloudwatch", "query", Profile::cloudwatch());
+}
+
+#[test]
+fn logs_conforms_to_its_service_model() {
+    conforms_with_model(
+        "logs",
+        "logs",
+        "json",
+        Profile::logs(),
+        berth_conformance::profile::logs::amend_model,
+    );
+}
+
+#[test]
+fn secretsmanager_conforms_to_its_service_model() {
+    conforms("secretsmanager", Profile::secretsmanager());
 }
 
 #[test]

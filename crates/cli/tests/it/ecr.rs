@@ -388,7 +388,7 @@ fn immutable_tags_reject_an_overwrite_through_put_image_and_the_oci_api() {
 }
 
 /// Local images a test made, removed when it ends (also when it fails).
-struct LocalImages(Vec<String>);
+pub(crate) struct LocalImages(pub(crate) Vec<String>);
 
 impl Drop for LocalImages {
     fn drop(&mut self) {
@@ -404,7 +404,7 @@ impl Drop for LocalImages {
 
 /// `docker ARGS` with its own client config (so `docker login` does not touch the user's), and
 /// `stdin` piped in when given. Panics when docker cannot be run at all.
-fn docker(config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+pub(crate) fn docker(config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     use std::io::Write;
     let mut cmd = Command::new("docker");
     cmd.env("DOCKER_CONFIG", config)
@@ -432,7 +432,7 @@ fn docker(config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 #[track_caller]
-fn docker_ok(config: &Path, args: &[&str], stdin: Option<&str>) -> String {
+pub(crate) fn docker_ok(config: &Path, args: &[&str], stdin: Option<&str>) -> String {
     let out = docker(config, args, stdin);
     assert_eq!(
         out.code, 0,
@@ -444,7 +444,7 @@ fn docker_ok(config: &Path, args: &[&str], stdin: Option<&str>) -> String {
 
 /// Builds `<tag>` locally with no registry: a base imported from a busybox root filesystem,
 /// then a `docker build` layer adding `/file` with `content`.
-fn build_image(config: &Path, work: &Path, base: &str, tag: &str, content: &str) {
+pub(crate) fn build_image(config: &Path, work: &Path, base: &str, tag: &str, content: &str) {
     let root = work.join("rootfs");
     let bin = root.join("bin");
     std::fs::create_dir_all(&bin).expect("mkdir rootfs");

@@ -171,6 +171,8 @@ impl Berth {
         if opts.allow_reset {
             cmd.arg("--allow-reset");
         }
+        // An ephemeral task metadata port, so berths of parallel tests do not contend for one.
+        cmd.arg("--metadata-port").arg("0");
         cmd.args(&opts.args);
         // A known join token, so suites can act as an agent (the conformance waiters do).
         cmd.arg("--join-token")

@@ -1,7 +1,7 @@
-//! The operation ledger: every operation of botocore's ECS, ECR and CloudWatch Logs models is either served by
-//! berth or listed in `crates/<service>/unsupported-operations.txt` with a reason — never both,
-//! never neither. Black-box: berth itself is asked, with a minimal valid input generated from
-//! the model.
+//! The operation ledger: every operation of botocore's models of the services berth serves (ECS,
+//! ECR, CloudWatch Logs, Secrets Manager, …) is either served by berth or listed in
+//! `crates/<service>/unsupported-operations.txt` with a reason — never both, never neither.
+//! Black-box: berth itself is asked, with a minimal valid input generated from the model.
 
 use crate::harness::{Berth, ECS, Opts, Response, sign_for, sign_form};
 use serde_json::{Map, Value, json};
@@ -28,6 +28,14 @@ const LOGS_UNSUPPORTED: &str = include_str!(concat!(
 
 /// The awsJson target prefix of CloudWatch Logs.
 const LOGS: &str = "Logs_20140328";
+
+const SECRETSMANAGER_UNSUPPORTED: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../secretsmanager/unsupported-operations.txt"
+));
+
+/// The awsJson target prefix of Secrets Manager.
+const SECRETSMANAGER: &str = "secretsmanager";
 
 const CLOUDWATCH_UNSUPPORTED: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -195,6 +203,43 @@ fn every_logs_operation_is_implemented_or_listed_as_unsupported() {
         "PutLogEvents",
         "GetLogEvents",
         "FilterLogEvents",
+    ] {
+        assert!(implemented.contains(op), "{op}");
+    }
+}
+
+#[test]
+fn every_secretsmanager_operation_is_implemented_or_listed_as_unsupported() {
+    let implemented = check_ledger(
+        &botocore_model_of("secretsmanager/2017-10-17"),
+        SECRETSMANAGER,
+        "Secrets Manager",
+        SECRETSMANAGER_UNSUPPORTED,
+        20,
+        |berth, name, input| {
+            let body = input.to_string();
+            let headers = sign_for(
+                "secretsmanager",
+                berth.addr,
+                &berth.keys,
+                "us-east-1",
+                &format!("{SECRETSMANAGER}.{name}"),
+                body.as_bytes(),
+                std::time::SystemTime::now(),
+            );
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            berth.post("/", &headers, body.as_bytes())
+        },
+    );
+    for op in [
+        "CreateSecret",
+        "GetSecretValue",
+        "PutSecretValue",
+        "DeleteSecret",
+        "RestoreSecret",
     ] {
         assert!(implemented.contains(op), "{op}");
     }

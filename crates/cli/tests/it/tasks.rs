@@ -73,7 +73,9 @@ pub(crate) fn import_busybox(name: &str) -> String {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).expect("mkdir bin");
     std::fs::copy("/bin/busybox", bin.join("busybox")).expect("busybox-static must be installed");
-    for applet in ["sh", "sleep", "echo", "true", "false", "cat", "env"] {
+    for applet in [
+        "sh", "sleep", "echo", "true", "false", "cat", "env", "wget", "grep",
+    ] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("symlink");
     }
     let image = format!("berth-it/{name}:1");
@@ -96,11 +98,11 @@ fn tempfile_dir(name: &str) -> std::path::PathBuf {
     d
 }
 
-fn aws(berth: &Berth, args: &[&str]) -> Value {
+pub(crate) fn aws(berth: &Berth, args: &[&str]) -> Value {
     berth.aws_profile(args).json()
 }
 
-fn register(berth: &Berth, family: &str, container: Value) -> String {
+pub(crate) fn register(berth: &Berth, family: &str, container: Value) -> String {
     let defs = json!([container]).to_string();
     let out = aws(
         berth,
@@ -119,7 +121,7 @@ fn register(berth: &Berth, family: &str, container: Value) -> String {
         .to_string()
 }
 
-fn run_task(berth: &Berth, task_definition: &str) -> String {
+pub(crate) fn run_task(berth: &Berth, task_definition: &str) -> String {
     let out = aws(
         berth,
         &[
@@ -138,7 +140,7 @@ fn run_task(berth: &Berth, task_definition: &str) -> String {
         .to_string()
 }
 
-fn describe(berth: &Berth, arn: &str) -> Value {
+pub(crate) fn describe(berth: &Berth, arn: &str) -> Value {
     let out = aws(
         berth,
         &[
@@ -154,7 +156,7 @@ fn describe(berth: &Berth, arn: &str) -> Value {
 }
 
 /// Polls DescribeTasks until the task's lastStatus is `status`.
-fn wait_for(berth: &Berth, arn: &str, status: &str) -> Value {
+pub(crate) fn wait_for(berth: &Berth, arn: &str, status: &str) -> Value {
     let deadline = Instant::now() + WAIT;
     loop {
         let t = describe(berth, arn);

@@ -2,6 +2,8 @@
 //! per scenario, and the suite must report each defect with the expected kind; the same fake
 //! without a defect must pass, so the checks are not simply always failing.
 
+mod generator;
+
 use berth_conformance::suite::{Config, Part};
 use berth_conformance::{Client, Kind, Model, Profile, Report, Suite, model::botocore_data_dir};
 use serde_json::{Value, json};
@@ -31,6 +33,8 @@ enum Defect {
     WritesOnInvalidInput,
     /// DescribeClusters: drops the tags CreateCluster accepted.
     EchoDropsTags,
+    /// ListClusters: the last page hands back the token it was sent, as GetLogEvents does.
+    SameTokenAtEnd,
 }
 
 #[derive(Default)]
@@ -97,6 +101,10 @@ fn handle(defect: Defect, state: &mut State, op: &str, body: &Value) -> (u16, Va
             let mut out = json!({"clusterArns": names.get(start..end).unwrap_or(&[])});
             if end < names.len() {
                 out["nextToken"] = json!(format!("t{end}.{}", end * 7919 + 13));
+            } else if defect == Defect::SameTokenAtEnd
+                && let Some(sent) = obj.get("nextToken")
+            {
+                out["nextToken"] = sent.clone();
             }
             if defect == Defect::UnknownMember {
                 out["clusterCount"] = json!(names.len());
@@ -290,7 +298,18 @@ fn run(
     parts: &[Part],
     profile: Profile,
 ) -> Report {
-    let model = model();
+    run_on(model(), defect, implemented, ops, parts, profile)
+}
+
+/// [`run`] on `model`.
+fn run_on(
+    model: Model,
+    defect: Defect,
+    implemented: &[&str],
+    ops: &[&str],
+    parts: &[Part],
+    profile: Profile,
+) -> Report {
     let client = Client::new(fake(defect), "AKIDFAKE", "secret", &model);
     let config = Config {
         ops: Some(ops.iter().map(|s| s.to_string()).collect()),
@@ -411,6 +430,32 @@ fn a_pagination_that_repeats_an_item_is_caught() {
         profile(),
     );
     assert_caught(&r, Part::Paginators, Kind::PageRepeat);
+}
+
+/// A list that ends by handing back the token it was sent never ends for a paginator that does
+/// not expect it, and ends there for one marked `stop_on_same_token` (GetLogEvents').
+#[test]
+fn a_token_that_comes_back_unchanged_ends_only_a_paginator_that_expects_it() {
+    let r = run(
+        Defect::SameTokenAtEnd,
+        LIST,
+        &["ListClusters"],
+        &[Part::Paginators],
+        profile(),
+    );
+    assert_caught(&r, Part::Paginators, Kind::PageRepeat);
+    let mut m = model();
+    m.paginators["pagination"]["ListClusters"]["stop_on_same_token"] = json!(true);
+    let r = run_on(
+        m,
+        Defect::SameTokenAtEnd,
+        LIST,
+        &["ListClusters"],
+        &[Part::Paginators],
+        profile(),
+    );
+    assert_eq!(r.failed(), 0, "{}", r.render());
+    assert!(r.has_passed(Part::Paginators));
 }
 
 #[test]

@@ -33,14 +33,18 @@ fn ctx() -> RequestContext {
 
 impl World {
     async fn new() -> World {
-        let store = SqliteStore::open_in_memory().expect("in-memory store");
+        World::on(
+            SqliteStore::open_in_memory()
+                .expect("in-memory store")
+                .into(),
+        )
+        .await
+    }
+
+    async fn on(store: berth_store::AnyStore) -> World {
         let clock = Arc::new(AtomicI64::new(T0));
         let c = clock.clone();
-        let ecs = Ecs::new(
-            store.into(),
-            [7u8; 32],
-            Arc::new(move || c.load(Ordering::SeqCst)),
-        );
+        let ecs = Ecs::new(store, [7u8; 32], Arc::new(move || c.load(Ordering::SeqCst)));
         let w = World { ecs, clock };
         w.ok("CreateCluster", json!({})).await;
         w.ok(
@@ -456,6 +460,57 @@ async fn reports_only_move_forward() {
     let after = w.task(&arn).await;
     assert_eq!(after["lastStatus"], "RUNNING");
     assert_eq!(after["version"], before["version"]);
+}
+
+#[tokio::test]
+async fn one_report_applies_each_observation_in_order_and_gives_back_what_stopped() {
+    let w = World::new().await;
+    let node = w.join(1024, 1024).await;
+    let run = w
+        .ok("RunTask", json!({"taskDefinition": "web", "count": 2}))
+        .await;
+    let arns: Vec<String> = run["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["taskArn"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(arns.len(), 2, "{run}");
+    nodes::report(
+        &w.ecs,
+        &ctx(),
+        Some(&node.node_token),
+        api::StateReport {
+            instance_id: node.instance_id.clone(),
+            tasks: vec![
+                state(&arns[0], "RUNNING"),
+                state(&arns[1], "RUNNING"),
+                state(&arns[1], "STOPPED"),
+            ],
+        },
+    )
+    .await
+    .expect("report");
+    let (first, second) = (w.task(&arns[0]).await, w.task(&arns[1]).await);
+    assert_eq!(first["lastStatus"], "RUNNING");
+    assert_eq!(second["lastStatus"], "STOPPED");
+    // Both observations of the second task counted: created, RUNNING, STOPPED.
+    assert_eq!(second["version"], 3);
+    assert!(second["startedAt"].is_number(), "{second}");
+    assert_eq!(
+        first["taskDefinitionArn"],
+        "arn:aws:ecs:us-east-1:000000000000:task-definition/web:1"
+    );
+    let inst = w.instance(&node).await;
+    assert_eq!(resource(&inst, "remainingResources", "CPU"), 1024 - 256);
+    assert_eq!(resource(&inst, "remainingResources", "MEMORY"), 1024 - 512);
+    let listed = w
+        .ok(
+            "ListTasks",
+            json!({"family": "web", "desiredStatus": "STOPPED"}),
+        )
+        .await;
+    assert_eq!(listed["taskArns"], json!([arns[1]]));
 }
 
 #[tokio::test]
@@ -925,4 +980,75 @@ async fn service_tasks_carry_propagated_and_managed_tags() {
     for t in &tags {
         assert_eq!(t, &vec![pair("team", "a")]);
     }
+}
+
+#[tokio::test]
+async fn task_records_that_embed_their_definition_are_upgraded_and_keep_running() {
+    use berth_store::{Expect, Op, Store};
+    let store: berth_store::AnyStore = SqliteStore::open_in_memory().expect("store").into();
+    let w = World::on(store.clone()).await;
+    let node = w.join(2048, 4096).await;
+    let run = w.ok("RunTask", json!({"taskDefinition": "web"})).await;
+    let arn = run["tasks"][0]["taskArn"]
+        .as_str()
+        .expect("arn")
+        .to_string();
+    let key = format!("default|{}", arn.rsplit('/').next().unwrap_or_default());
+    let partition = "000000000000/us-east-1";
+
+    // Put the record back the way an earlier berth wrote it: the definition inside.
+    let definition = w
+        .ok("DescribeTaskDefinition", json!({"taskDefinition": "web:1"}))
+        .await["taskDefinition"]
+        .clone();
+    let stored = store
+        .get("ecs.task", partition, &key)
+        .await
+        .expect("get")
+        .expect("task record");
+    let mut old = stored.value.clone();
+    let fields = old.as_object_mut().expect("object");
+    for k in ["task_definition_arn", "health_checked", "dynamic_ports"] {
+        fields.remove(k);
+    }
+    fields.insert("definition".into(), definition);
+    store
+        .commit(vec![Op::put(
+            "ecs.task",
+            partition,
+            &key,
+            old,
+            Expect::Version(stored.version),
+        )])
+        .await
+        .expect("write the old layout");
+
+    assert_eq!(
+        berth_ecs::upgrade::upgrade_records(&w.ecs)
+            .await
+            .expect("upgrade"),
+        1
+    );
+    let upgraded = store
+        .get("ecs.task", partition, &key)
+        .await
+        .expect("get")
+        .expect("task");
+    assert_eq!(upgraded.value["dynamic_ports"], 1, "{}", upgraded.value);
+    assert!(upgraded.value.get("definition").is_none());
+    // The node is still told to run it, and DescribeTasks names its revision.
+    let poll = w.poll(&node, 0).await;
+    assert_eq!(poll.tasks.len(), 1);
+    assert_eq!(poll.tasks[0].task_definition["family"], "web");
+    assert_eq!(
+        w.task(&arn).await["taskDefinitionArn"],
+        "arn:aws:ecs:us-east-1:000000000000:task-definition/web:1"
+    );
+    // Nothing left to do the second time.
+    assert_eq!(
+        berth_ecs::upgrade::upgrade_records(&w.ecs)
+            .await
+            .expect("upgrade"),
+        0
+    );
 }

@@ -462,3 +462,34 @@ async fn an_absent_daemon_is_unavailable() {
         Ok(_) => panic!("connected to a socket that does not exist"),
     }
 }
+
+#[tokio::test]
+async fn raw_stats_are_dockers_document_and_the_bridge_has_a_gateway() {
+    let h = Harness::new("rawstats").await;
+    let mut spec = h.spec("busy", "while :; do :; done");
+    spec.memory_limit_mib = Some(32);
+    let id = h.run(&spec).await;
+    let doc = h.rt.raw_stats(&id).await.unwrap();
+    // Docker's own field names, and a second sample taken so a CPU rate can be computed.
+    assert_eq!(doc["memory_stats"]["limit"], 32 * 1024 * 1024, "{doc}");
+    assert!(
+        doc["cpu_stats"]["cpu_usage"]["total_usage"].as_u64() > Some(0),
+        "{doc}"
+    );
+    assert!(
+        doc["precpu_stats"]["system_cpu_usage"].as_u64() > Some(0),
+        "{doc}"
+    );
+    assert!(
+        doc["read"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{doc}"
+    );
+    assert!(doc["networks"]["eth0"]["rx_bytes"].is_u64(), "{doc}");
+    let gateway =
+        h.rt.bridge_gateway()
+            .await
+            .unwrap()
+            .expect("a bridge gateway");
+    assert!(gateway.is_ipv4() && !gateway.is_unspecified(), "{gateway}");
+    h.rt.remove(&id).await.unwrap();
+}

@@ -418,3 +418,39 @@ async fn volumes_are_created_and_refused_removal_while_used() {
     rt.remove_volume("data").await.unwrap();
     assert!(fake.volumes().is_empty());
 }
+
+#[tokio::test]
+async fn raw_stats_shape_the_sample_as_docker_does() {
+    let (fake, rt) = setup().await;
+    let id = rt.create(&spec("raw")).await.unwrap();
+    rt.start(&id).await.unwrap();
+    fake.set_stats(
+        &id,
+        berth_runtime::StatsSample {
+            cpu_total_ns: 7,
+            system_cpu_ns: 70,
+            online_cpus: 2,
+            memory_usage_bytes: 5,
+            memory_limit_bytes: 50,
+            network_rx_bytes: 3,
+            network_tx_bytes: 4,
+        },
+    );
+    let doc = rt.raw_stats(&id).await.unwrap();
+    assert_eq!(doc["cpu_stats"]["cpu_usage"]["total_usage"], 7);
+    assert_eq!(doc["cpu_stats"]["system_cpu_usage"], 70);
+    assert_eq!(doc["memory_stats"]["usage"], 5);
+    assert_eq!(doc["networks"]["eth0"]["tx_bytes"], 4);
+    assert_eq!(doc["name"], "/c-raw");
+    assert_eq!(doc["read"], "2023-11-14T22:13:20.000000000Z");
+    assert!(fake.calls().contains(&Call::Stats(id.clone())));
+    fake.fail_next(FakeOp::Stats, RuntimeError::Other("boom".into()));
+    assert!(rt.raw_stats(&id).await.is_err());
+
+    assert_eq!(rt.bridge_gateway().await.unwrap(), None);
+    fake.set_bridge_gateway(Some(std::net::Ipv4Addr::new(172, 17, 0, 1).into()));
+    assert_eq!(
+        rt.bridge_gateway().await.unwrap(),
+        Some(std::net::Ipv4Addr::new(172, 17, 0, 1).into())
+    );
+}

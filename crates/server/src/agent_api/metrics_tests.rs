@@ -70,6 +70,13 @@ async fn a_busy_service_task_is_published_as_ecs_utilization() {
             let mut out = sink.lock().expect("lock");
             out.extend(points.into_iter().map(|p| (partition.to_owned(), p)));
         }),
+        registry_login: Arc::new(|| berth_ecr::PullCredentials {
+            host: "127.0.0.1:1".into(),
+            username: "AWS".into(),
+            password: "unused".into(),
+            expires_at_ms: 0,
+        }),
+        secrets: Arc::new(|_, _| Box::pin(async { Err("no secrets here".to_owned()) })),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -51,6 +51,7 @@ suite!(
     delete_semantics,
     list_order_prefix_pagination,
     list_is_scoped_to_kind_and_partition,
+    partitions_are_those_holding_a_kind,
     reset_clears_and_revisions_keep_rising,
     concurrent_increments_lose_nothing,
     subscribe_sees_changes_in_order,
@@ -534,4 +535,27 @@ async fn futures_are_send<S: Store + Clone>(s: S) {
     });
     assert_eq!(h.await.unwrap(), 1);
     let _: AnyStore = SqliteStore::open_in_memory().unwrap().into();
+}
+
+async fn partitions_are_those_holding_a_kind<S: Store>(s: S) {
+    assert_eq!(s.partitions(K).await.unwrap(), Vec::<String>::new());
+    s.commit(vec![
+        Op::put(K, "b/us-east-1", "x", json!(1), Expect::Absent),
+        Op::put(K, "a/eu-west-1", "x", json!(1), Expect::Absent),
+        Op::put(K, "a/eu-west-1", "y", json!(1), Expect::Absent),
+        Op::put("test.other", "c/us-east-1", "x", json!(1), Expect::Absent),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        s.partitions(K).await.unwrap(),
+        vec!["a/eu-west-1".to_string(), "b/us-east-1".to_string()]
+    );
+    s.commit(vec![Op::delete(K, "b/us-east-1", "x", Expect::Any)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.partitions(K).await.unwrap(),
+        vec!["a/eu-west-1".to_string()]
+    );
 }

@@ -1,0 +1,148 @@
+//! One-time upgrades of records an earlier berth wrote, run by the server before it serves, so
+//! that every other path reads only the current layout.
+//!
+//! Task records once embedded their whole task definition (`definition`). They now name the
+//! revision (`task_definition_arn`, whose record is never removed) and keep the two facts the
+//! controller and placement read on every pass (`health_checked`, `dynamic_ports`). A data
+//! directory with tasks from before that change would otherwise fail to load them: running
+//! tasks must survive an upgrade of the control plane as they survive a restart.
+//!
+//! **Architecture Invariant:** an upgrade is idempotent (a record already in the current layout
+//! is left alone) and each record is rewritten under `Expect::Version` of what was read, so a
+//! crash half-way leaves every record either old or new, and the next start finishes the job.
+
+use crate::Ecs;
+use crate::placement;
+use crate::records::kinds;
+use berth_aws::AwsError;
+use berth_shapes::ecs as wire;
+use berth_store::{Expect, Op, Store};
+use serde_json::Value;
+
+/// Records read per page while upgrading.
+const PAGE: usize = 500;
+
+/// Upgrades every stored task record to the current layout; returns how many were rewritten.
+pub async fn upgrade_records(ecs: &Ecs) -> Result<usize, AwsError> {
+    let store = ecs.store();
+    let mut upgraded = 0;
+    for partition in store
+        .partitions(kinds::TASK)
+        .await
+        .map_err(AwsError::internal)?
+    {
+        let mut after: Option<String> = None;
+        loop {
+            let page = store
+                .list(kinds::TASK, &partition, "", after.as_deref(), PAGE)
+                .await
+                .map_err(AwsError::internal)?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = Some(last.key.clone());
+            let full = page.len() == PAGE;
+            let mut ops = Vec::new();
+            for record in page {
+                if let Some(value) = upgrade_task(&record.value)? {
+                    ops.push(Op::put(
+                        kinds::TASK,
+                        partition.clone(),
+                        record.key,
+                        value,
+                        Expect::Version(record.version),
+                    ));
+                }
+            }
+            let n = ops.len();
+            if n > 0 {
+                // A conflict means someone wrote the record since (in the new layout): the page
+                // is read again on the next start if anything old remains.
+                match store.commit(ops).await {
+                    Ok(_) => upgraded += n,
+                    Err(e) if e.is_conflict() => {
+                        tracing::warn!("task records changed while being upgraded: {e}")
+                    }
+                    Err(e) => return Err(AwsError::internal(e)),
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+    if upgraded > 0 {
+        tracing::info!("upgraded {upgraded} task records to name their task definition");
+    }
+    Ok(upgraded)
+}
+
+/// The current layout of a task record in an older one; `None` when it is current already.
+fn upgrade_task(value: &Value) -> Result<Option<Value>, AwsError> {
+    let Some(object) = value.as_object() else {
+        return Ok(None);
+    };
+    if object.contains_key("task_definition_arn") {
+        return Ok(None);
+    }
+    let Some(embedded) = object.get("definition") else {
+        return Ok(None);
+    };
+    let definition: wire::TaskDefinition =
+        serde_json::from_value(embedded.clone()).map_err(AwsError::internal)?;
+    let mut object = object.clone();
+    object.remove("definition");
+    object.insert(
+        "task_definition_arn".into(),
+        Value::String(definition.task_definition_arn.clone().unwrap_or_default()),
+    );
+    object.insert(
+        "health_checked".into(),
+        Value::Bool(
+            definition
+                .container_definitions
+                .iter()
+                .flatten()
+                .any(|c| c.health_check.is_some()),
+        ),
+    );
+    object.insert(
+        "dynamic_ports".into(),
+        Value::from(placement::dynamic_ports(&definition)),
+    );
+    Ok(Some(Value::Object(object)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_embedded_definition_becomes_its_arn_and_the_facts_read_on_every_pass() {
+        let old = json!({
+            "arn": "arn:aws:ecs:us-east-1:000000000000:task/default/abc",
+            "definition": {
+                "taskDefinitionArn": "arn:aws:ecs:us-east-1:000000000000:task-definition/web:3",
+                "networkMode": "bridge",
+                "containerDefinitions": [
+                    {"name": "app", "image": "i", "portMappings": [{"containerPort": 80}],
+                     "healthCheck": {"command": ["CMD", "true"]}}
+                ]
+            },
+            "last_status": "RUNNING"
+        });
+        let new = upgrade_task(&old).expect("upgrade").expect("changed");
+        assert_eq!(
+            new,
+            json!({
+                "arn": "arn:aws:ecs:us-east-1:000000000000:task/default/abc",
+                "task_definition_arn": "arn:aws:ecs:us-east-1:000000000000:task-definition/web:3",
+                "health_checked": true,
+                "dynamic_ports": 1,
+                "last_status": "RUNNING"
+            })
+        );
+        assert_eq!(upgrade_task(&new).expect("upgrade"), None);
+    }
+}
