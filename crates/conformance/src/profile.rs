@@ -38,11 +38,13 @@ pub struct Echo {
 #[derive(Debug, Clone)]
 pub struct PageFixture {
     pub op: &'static str,
-    /// The List body every page is sent with (before the limit and token are added).
+    /// The List body every page is sent with (before the limit and token are added). A string
+    /// `"{{Name}}"` in it stands for the binding `Name` of the fixture state (an ARN the server
+    /// made, such as the fixture load balancer's).
     pub list_body: Value,
     pub count: usize,
-    /// Creates item `i` (`0..count`).
-    pub create: fn(&Client, usize) -> Result<Response>,
+    /// Creates item `i` (`0..count`), given the fixture state's bindings.
+    pub create: fn(&Client, usize, &Map<String, Value>) -> Result<Response>,
 }
 
 /// The items one result of a page stands for (see [`Profile::page_items`]).
@@ -211,13 +213,13 @@ impl Profile {
                     op: "ListServices",
                     list_body: json!({"cluster": "conformance"}),
                     count: 7,
-                    create: |c, i| c.call("CreateService", &service(&format!("page-{i}"))),
+                    create: |c, i, _| c.call("CreateService", &service(&format!("page-{i}"))),
                 },
                 PageFixture {
                     op: "ListServiceDeployments",
                     list_body: json!({"cluster": "conformance", "service": "paged"}),
                     count: 7,
-                    create: |c, i| {
+                    create: |c, i, _| {
                         if i == 0 {
                             c.call("CreateService", &service("paged"))
                         } else {
@@ -233,7 +235,7 @@ impl Profile {
                     op: "ListClusters",
                     list_body: json!({}),
                     count: 7,
-                    create: |c, i| {
+                    create: |c, i, _| {
                         c.call(
                             "CreateCluster",
                             &json!({"clusterName": format!("page-{i}")}),
@@ -244,13 +246,13 @@ impl Profile {
                     op: "ListTaskDefinitions",
                     list_body: json!({}),
                     count: 7,
-                    create: |c, _| c.call("RegisterTaskDefinition", &task_definition("page")),
+                    create: |c, _, _| c.call("RegisterTaskDefinition", &task_definition("page")),
                 },
                 PageFixture {
                     op: "ListTaskDefinitionFamilies",
                     list_body: json!({"status": "ALL"}),
                     count: 7,
-                    create: |c, i| {
+                    create: |c, i, _| {
                         c.call(
                             "RegisterTaskDefinition",
                             &task_definition(&format!("page-{i}")),
@@ -261,7 +263,7 @@ impl Profile {
                     op: "ListAccountSettings",
                     list_body: json!({}),
                     count: 7,
-                    create: |c, i| {
+                    create: |c, i, _| {
                         const SETTINGS: [(&str, &str); 7] = [
                             ("serviceLongArnFormat", "enabled"),
                             ("taskLongArnFormat", "enabled"),
@@ -279,13 +281,13 @@ impl Profile {
                     op: "ListContainerInstances",
                     list_body: json!({"cluster": "conformance"}),
                     count: 7,
-                    create: |c, _| c.call("RegisterContainerInstance", &container_instance()),
+                    create: |c, _, _| c.call("RegisterContainerInstance", &container_instance()),
                 },
                 PageFixture {
                     op: "ListTasks",
                     list_body: json!({"cluster": "conformance"}),
                     count: 7,
-                    create: |c, i| {
+                    create: |c, i, _| {
                         // One instance with room for every task of the fixture.
                         if i == 0 {
                             let r = c.call("RegisterContainerInstance", &container_instance())?;
@@ -303,7 +305,7 @@ impl Profile {
                     op: "ListAttributes",
                     list_body: json!({"cluster": "conformance", "targetType": "container-instance"}),
                     count: 7,
-                    create: |c, i| {
+                    create: |c, i, _| {
                         let r = c.call("RegisterContainerInstance", &container_instance())?;
                         let Some(arn) = r.json().and_then(|v| {
                             v["containerInstance"]["containerInstanceArn"]
@@ -709,7 +711,7 @@ impl Profile {
                     op: "DescribeRepositories",
                     list_body: json!({}),
                     count: 7,
-                    create: |c, i| {
+                    create: |c, i, _| {
                         c.call(
                             "CreateRepository",
                             &json!({"repositoryName": format!("page-{i}")}),
@@ -720,13 +722,13 @@ impl Profile {
                     op: "ListImages",
                     list_body: json!({"repositoryName": "conformance"}),
                     count: 7,
-                    create: |c, i| c.call("PutImage", &ecr_image(&format!("page-{i}"))),
+                    create: |c, i, _| c.call("PutImage", &ecr_image(&format!("page-{i}"))),
                 },
                 PageFixture {
                     op: "DescribeImages",
                     list_body: json!({"repositoryName": "conformance"}),
                     count: 7,
-                    create: |c, i| c.call("PutImage", &ecr_image(&format!("page-{i}"))),
+                    create: |c, i, _| c.call("PutImage", &ecr_image(&format!("page-{i}"))),
                 },
                 // Seven images besides the fixture's, then a preview of a policy that keeps
                 // only the newest: seven results to page through.
@@ -734,7 +736,7 @@ impl Profile {
                     op: "GetLifecyclePolicyPreview",
                     list_body: json!({"repositoryName": "conformance"}),
                     count: 7,
-                    create: |c, i| {
+                    create: |c, i, _| {
                         let put = c.call("PutImage", &ecr_image(&format!("page-{i}")))?;
                         if i < 6 || put.status != 200 {
                             return Ok(put);
@@ -865,7 +867,7 @@ impl Profile {
                     op: "DescribeLoadBalancers",
                     list_body: json!({}),
                     count: 7,
-                    create: |c, i| {
+                    create: |c, i, _| {
                         c.call("CreateLoadBalancer", &json!({"Name": format!("page-{i}")}))
                     },
                 },
@@ -873,10 +875,40 @@ impl Profile {
                     op: "DescribeTargetGroups",
                     list_body: json!({}),
                     count: 7,
-                    create: |c, i| {
+                    create: |c, i, _| {
                         c.call(
                             "CreateTargetGroup",
                             &json!({"Name": format!("page-{i}"), "Protocol": "HTTP", "Port": 80}),
+                        )
+                    },
+                },
+                // Listeners of the fixture load balancer, on loopback ports nothing else uses.
+                PageFixture {
+                    op: "DescribeListeners",
+                    list_body: json!({"LoadBalancerArn": "{{LoadBalancerArn}}"}),
+                    count: 7,
+                    create: |c, i, b| {
+                        c.call(
+                            "CreateListener",
+                            &json!({"LoadBalancerArn": b["LoadBalancerArn"], "Protocol": "HTTP",
+                                    "Port": 41_870 + i,
+                                    "DefaultActions": [{"Type": "fixed-response",
+                                        "FixedResponseConfig": {"StatusCode": "200"}}]}),
+                        )
+                    },
+                },
+                PageFixture {
+                    op: "DescribeRules",
+                    list_body: json!({"ListenerArn": "{{ListenerArn}}"}),
+                    count: 7,
+                    create: |c, i, b| {
+                        c.call(
+                            "CreateRule",
+                            &json!({"ListenerArn": b["ListenerArn"], "Priority": 100 + i,
+                                    "Conditions": [{"Field": "path-pattern",
+                                                    "Values": [format!("/page-{i}/*")]}],
+                                    "Actions": [{"Type": "fixed-response",
+                                        "FixedResponseConfig": {"StatusCode": "200"}}]}),
                         )
                     },
                 },
@@ -885,23 +917,14 @@ impl Profile {
                     op: "DescribeAccountLimits",
                     list_body: json!({}),
                     count: 1,
-                    create: |c, _| c.call("DescribeAccountLimits", &json!({})),
+                    create: |c, _, _| c.call("DescribeAccountLimits", &json!({})),
                 },
             ],
             page_items: vec![],
             // The load balancer's health checker moves the fixture target through its
             // states (initial → unhealthy) on its own time.
             volatile: vec!["TargetHealth"],
-            page_not_applicable: vec![
-                (
-                    "DescribeListeners",
-                    "the list must name the fixture's load balancer, whose ARN is random",
-                ),
-                (
-                    "DescribeRules",
-                    "the list must name the fixture's listener, whose ARN is random",
-                ),
-            ],
+            page_not_applicable: vec![],
             waiter_scenarios: vec![
                 ("LoadBalancerAvailable", |c| {
                     elbv2_create_lb(c, "waited")?;

@@ -820,16 +820,20 @@ impl Suite {
                 },
             )
         };
-        if let Err(e) = self.fresh() {
-            return fail(
-                "set-up",
-                "-".into(),
-                "-".into(),
-                vec![Violation::new(Kind::Transport, "-", e.to_string())],
-            );
-        }
+        let bindings = match self.fresh() {
+            Ok(b) => b,
+            Err(e) => {
+                return fail(
+                    "set-up",
+                    "-".into(),
+                    "-".into(),
+                    vec![Violation::new(Kind::Transport, "-", e.to_string())],
+                );
+            }
+        };
+        let list_body = bind(&fixture.list_body, &bindings);
         for i in 0..fixture.count {
-            match (fixture.create)(&self.client, i) {
+            match (fixture.create)(&self.client, i, &bindings) {
                 Ok(r) if r.status == 200 => {}
                 Ok(r) => {
                     return fail(
@@ -861,11 +865,11 @@ impl Suite {
             items_of,
             stop_on_same_token: p["stop_on_same_token"].as_bool() == Some(true),
         };
-        let all = match self.walk(op, &fixture.list_body, &paging, None) {
+        let all = match self.walk(op, &list_body, &paging, None) {
             Ok(w) => w,
             Err((req, resp, v)) => return fail("unpaged listing", req, resp, v),
         };
-        let paged = match self.walk(op, &fixture.list_body, &paging, limit) {
+        let paged = match self.walk(op, &list_body, &paging, limit) {
             Ok(w) => w,
             Err((req, resp, v)) => return fail(&limit_label, req, resp, v),
         };
@@ -927,7 +931,7 @@ impl Suite {
         }
         fail(
             &format!("every item once, {limit_label}"),
-            format!("{op} {} paged by {limit_label}", fixture.list_body),
+            format!("{op} {list_body} paged by {limit_label}"),
             format!("{:?} vs unpaged {:?}", paged.items, all.items),
             v,
         );
@@ -945,7 +949,7 @@ impl Suite {
             "Y29uZm9ybWFuY2UtZm9yZ2VkLXRva2VuLTEyMzQ1Njc4OTA=".to_string(),
         ));
         for (label, token) in forged {
-            let mut body = fixture.list_body.clone();
+            let mut body = list_body.clone();
             body[in_token] = json!(token);
             if let Some(k) = limit_key {
                 body[k] = json!(2);
@@ -1301,6 +1305,24 @@ fn outcome_str(request: String, resp: Option<&Response>, violations: Vec<Violati
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn bindings_fill_placeholders_anywhere_in_a_list_body() {
+        let bindings = match json!({"LoadBalancerArn": "arn:lb", "Ids": ["a", "b"]}) {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            bind(
+                &json!({"LoadBalancerArn": "{{LoadBalancerArn}}", "Nested": [{"X": "{{Ids}}"}],
+                        "Unknown": "{{Nope}}", "Plain": "{{"}),
+                &bindings
+            ),
+            json!({"LoadBalancerArn": "arn:lb", "Nested": [{"X": ["a", "b"]}],
+                   "Unknown": "{{Nope}}", "Plain": "{{"})
+        );
+    }
+
     use super::*;
 
     #[test]
@@ -1326,5 +1348,26 @@ mod tests {
         );
         // Nothing changed, nothing rebound.
         assert_eq!(rebind_value(&body, &first, &first), body);
+    }
+}
+
+/// `value` with every string `"{{Name}}"` replaced by the binding `Name` (left as it is when
+/// there is no such binding).
+fn bind(value: &Value, bindings: &Map<String, Value>) -> Value {
+    match value {
+        Value::String(s) => s
+            .strip_prefix("{{")
+            .and_then(|s| s.strip_suffix("}}"))
+            .and_then(|name| bindings.get(name))
+            .cloned()
+            .unwrap_or_else(|| value.clone()),
+        Value::Array(items) => Value::Array(items.iter().map(|v| bind(v, bindings)).collect()),
+        Value::Object(members) => Value::Object(
+            members
+                .iter()
+                .map(|(k, v)| (k.clone(), bind(v, bindings)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }

@@ -220,19 +220,21 @@ impl Profile {
                     op: "DescribeScalableTargets",
                     list_body: json!({"ServiceNamespace": "ecs"}),
                     count: 7,
-                    create: |c, i| target(c, &format!("page-{i}")),
+                    create: |c, i, _| target(c, &format!("page-{i}")),
                 },
                 PageFixture {
                     op: "DescribeScalingPolicies",
                     list_body: json!({"ServiceNamespace": "ecs"}),
                     count: 7,
-                    create: |c, i| c.call("PutScalingPolicy", &step_policy(&format!("page-{i}"))),
+                    create: |c, i, _| {
+                        c.call("PutScalingPolicy", &step_policy(&format!("page-{i}")))
+                    },
                 },
                 PageFixture {
                     op: "DescribeScheduledActions",
                     list_body: json!({"ServiceNamespace": "ecs"}),
                     count: 7,
-                    create: |c, i| {
+                    create: |c, i, _| {
                         c.call(
                             "PutScheduledAction",
                             &json!({"ServiceNamespace": "ecs",
@@ -250,7 +252,7 @@ impl Profile {
                     op: "DescribeScalingActivities",
                     list_body: json!({"ServiceNamespace": "ecs"}),
                     count: 7,
-                    create: |c, i| {
+                    create: |c, i, _| {
                         let start = now_secs() + 2;
                         let r = c.call(
                             "PutScheduledAction",

@@ -158,13 +158,15 @@ impl Profile {
                     op: "DescribeAlarms",
                     list_body: json!({}),
                     count: 7,
-                    create: |c, i| c.call("PutMetricAlarm", &alarm(&format!("page-{i}"), "idle")),
+                    create: |c, i, _| {
+                        c.call("PutMetricAlarm", &alarm(&format!("page-{i}"), "idle"))
+                    },
                 },
                 PageFixture {
                     op: "DescribeAlarmHistory",
                     list_body: json!({"AlarmName": "conformance"}),
                     count: 7,
-                    create: |c, i| {
+                    create: |c, i, _| {
                         let state = ["ALARM", "OK"][i % 2];
                         c.call(
                             "SetAlarmState",
@@ -179,14 +181,14 @@ impl Profile {
                     op: "ListMetrics",
                     list_body: json!({"Namespace": NAMESPACE}),
                     count: 2,
-                    create: |c, i| put_metrics(c, &format!("page{i}"), 300),
+                    create: |c, i, _| put_metrics(c, &format!("page{i}"), 300),
                 },
                 // One datum a minute for seven minutes: seven timestamps to page through.
                 PageFixture {
                     op: "GetMetricData",
                     list_body: get_metric_data_body(),
                     count: 7,
-                    create: |c, i| {
+                    create: |c, i, _| {
                         let t = minute_ago() - 60 * i as i64;
                         c.call(
                             "PutMetricData",

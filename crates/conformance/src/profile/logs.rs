@@ -168,7 +168,7 @@ impl Profile {
                     op: "DescribeLogGroups",
                     list_body: json!({}),
                     count: 7,
-                    create: |c, i| {
+                    create: |c, i, _| {
                         c.call(
                             "CreateLogGroup",
                             &json!({"logGroupName": format!("page-{i}")}),
@@ -179,7 +179,7 @@ impl Profile {
                     op: "DescribeLogStreams",
                     list_body: json!({"logGroupName": FIXTURE}),
                     count: 7,
-                    create: |c, i| {
+                    create: |c, i, _| {
                         c.call(
                             "CreateLogStream",
                             &json!({"logGroupName": FIXTURE, "logStreamName": format!("page-{i}")}),
@@ -191,7 +191,7 @@ impl Profile {
                     list_body: json!({"logGroupName": FIXTURE, "logStreamName": "paged",
                                       "startFromHead": true}),
                     count: 7,
-                    create: |c, i| {
+                    create: |c, i, _| {
                         if i == 0 {
                             let r = c.call(
                                 "CreateLogStream",
@@ -209,7 +209,7 @@ impl Profile {
                     op: "FilterLogEvents",
                     list_body: json!({"logGroupName": FIXTURE}),
                     count: 7,
-                    create: |c, i| {
+                    create: |c, i, _| {
                         if i == 0 {
                             let r = c.call(
                                 "CreateLogStream",

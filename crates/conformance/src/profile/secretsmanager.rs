@@ -67,7 +67,7 @@ impl Profile {
                 op: "ListSecrets",
                 list_body: json!({}),
                 count: 5,
-                create: |c, i| c.call("CreateSecret", &json!({"Name": format!("page-{i}")})),
+                create: |c, i, _| c.call("CreateSecret", &json!({"Name": format!("page-{i}")})),
             }],
             page_not_applicable: vec![],
             page_items: vec![],

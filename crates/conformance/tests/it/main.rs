@@ -274,7 +274,7 @@ fn profile() -> Profile {
         op: "ListClusters",
         list_body: json!({}),
         count: 7,
-        create: |c, i| {
+        create: |c, i, _| {
             c.call(
                 "CreateCluster",
                 &json!({"clusterName": format!("page-{i}")}),
