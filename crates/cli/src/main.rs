@@ -303,14 +303,22 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let (role, args) = match cli.command {
         Command::Up(a) => (Role::Up, a),
         Command::Server(a) => (Role::Server, a),
-        Command::Agent(a) => return runtime.block_on(run_agent(a.config())),
+        Command::Agent(a) => {
+            // The agent waits on its server, Docker and its tasks' timers: one thread keeps up
+            // with a node's tasks, and each further worker costs memory (its stack and its own
+            // malloc arena) on every node of the fleet.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            return runtime.block_on(run_agent(a.config()));
+        }
     };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let (config, metadata_port) = config(role, args)?;
     runtime.block_on(async move {
         // One signal stops both the server and (under `up`) its agent.
