@@ -42,6 +42,14 @@ pub const METRICS: &str = "/_berth/agent/v1/metrics";
 /// and only what that task's definition names. Node token, like every other call.
 pub const CREDENTIALS: &str = "/_berth/agent/v1/credentials";
 
+/// The registry host an image reference names (`host[:port]/repo:tag`), as docker reads it: the
+/// first component, when it has a `.` or `:` or is `localhost`; none means Docker Hub. The
+/// agent asks for credentials only for such images, and the server decides by it whose they are.
+pub fn registry_host(image: &str) -> Option<&str> {
+    let (first, _) = image.split_once('/')?;
+    (first.contains('.') || first.contains(':') || first == "localhost").then_some(first)
+}
+
 /// How often agents sample their tasks' usage by default (seconds).
 pub const METRICS_INTERVAL_SECS: u64 = 5;
 
@@ -345,4 +353,24 @@ impl std::fmt::Debug for SecretValue {
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_hosts_are_read_as_docker_reads_them() {
+        assert_eq!(
+            registry_host("127.0.0.1:4566/app/web:1"),
+            Some("127.0.0.1:4566")
+        );
+        assert_eq!(registry_host("localhost/app"), Some("localhost"));
+        assert_eq!(
+            registry_host("registry.example.com/app"),
+            Some("registry.example.com")
+        );
+        assert_eq!(registry_host("library/busybox:1"), None);
+        assert_eq!(registry_host("busybox"), None);
+    }
 }

@@ -32,13 +32,6 @@ pub struct Desired {
     pub reason: Option<String>,
 }
 
-/// Whether an image reference names a registry host (`host[:port]/…`), as docker reads it.
-fn names_registry_host(image: &str) -> bool {
-    image.split_once('/').is_some_and(|(first, _)| {
-        first.contains('.') || first.contains(':') || first == "localhost"
-    })
-}
-
 /// Containers found on the node for this task when the agent started: container name label →
 /// id (the namespace holder under its ECS label value).
 pub type Adopted = BTreeMap<String, ContainerId>;
@@ -475,7 +468,7 @@ impl TaskRunner {
             .plan
             .containers
             .iter()
-            .any(|c| c.needs_secrets || names_registry_host(&c.spec.image));
+            .any(|c| c.needs_secrets || api::registry_host(&c.spec.image).is_some());
         let Some(server) = self.server.as_ref().filter(|_| needed) else {
             return Credentials::Got(api::CredentialsResponse::default());
         };

@@ -10,6 +10,8 @@
 //! **Architecture Invariant:** an upgrade is idempotent (a record already in the current layout
 //! is left alone) and each record is rewritten under `Expect::Version` of what was read, so a
 //! crash half-way leaves every record either old or new, and the next start finishes the job.
+//! Only a pass that rewrote everything it found writes the `ecs.upgrade` marker that lets later
+//! starts skip the scan; nothing writes the old layout any more, so none can appear after it.
 
 use crate::Ecs;
 use crate::placement;
@@ -22,10 +24,25 @@ use serde_json::Value;
 /// Records read per page while upgrading.
 const PAGE: usize = 500;
 
+/// Where a finished upgrade is written down, so later starts skip the scan of every task (a
+/// start should stay well under half a second however many tasks the store holds).
+const DONE_KIND: &str = "ecs.upgrade";
+const DONE_PARTITION: &str = "global";
+const DONE_KEY: &str = "task-records-name-their-definition";
+
 /// Upgrades every stored task record to the current layout; returns how many were rewritten.
 pub async fn upgrade_records(ecs: &Ecs) -> Result<usize, AwsError> {
     let store = ecs.store();
+    if store
+        .get(DONE_KIND, DONE_PARTITION, DONE_KEY)
+        .await
+        .map_err(AwsError::internal)?
+        .is_some()
+    {
+        return Ok(0);
+    }
     let mut upgraded = 0;
+    let mut complete = true;
     for partition in store
         .partitions(kinds::TASK)
         .await
@@ -61,6 +78,7 @@ pub async fn upgrade_records(ecs: &Ecs) -> Result<usize, AwsError> {
                 match store.commit(ops).await {
                     Ok(_) => upgraded += n,
                     Err(e) if e.is_conflict() => {
+                        complete = false;
                         tracing::warn!("task records changed while being upgraded: {e}")
                     }
                     Err(e) => return Err(AwsError::internal(e)),
@@ -73,6 +91,18 @@ pub async fn upgrade_records(ecs: &Ecs) -> Result<usize, AwsError> {
     }
     if upgraded > 0 {
         tracing::info!("upgraded {upgraded} task records to name their task definition");
+    }
+    if complete {
+        store
+            .commit(vec![Op::put(
+                DONE_KIND,
+                DONE_PARTITION,
+                DONE_KEY,
+                Value::Bool(true),
+                Expect::Any,
+            )])
+            .await
+            .map_err(AwsError::internal)?;
     }
     Ok(upgraded)
 }

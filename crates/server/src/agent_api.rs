@@ -242,7 +242,7 @@ async fn credentials(
         let own = (s.registry_login)();
         let mut out = api::CredentialsResponse::default();
         for need in needs {
-            let host = registry_host(&need.image);
+            let host = api::registry_host(&need.image);
             let registry = if let Some(host) =
                 host.filter(|h| is_own_registry(h, &own.host, reached_as))
             {
@@ -299,13 +299,6 @@ fn not_initialized(reference: &str, why: &str) -> NodeError {
             ),
         },
     }
-}
-
-/// The registry host an image reference names (`host[:port]/repo:tag`), as docker reads it: the
-/// first component, when it has a `.` or `:` or is `localhost`; none means Docker Hub.
-fn registry_host(image: &str) -> Option<&str> {
-    let (first, _) = image.split_once('/')?;
-    (first.contains('.') || first.contains(':') || first == "localhost").then_some(first)
 }
 
 /// Whether `host` is this server's registry: its own `host:port`, the address the agent
@@ -426,21 +419,6 @@ fn datapoint(m: utilization::Metric) -> berth_cloudwatch::Datapoint {
 #[cfg(test)]
 mod credential_tests {
     use super::*;
-
-    #[test]
-    fn registry_hosts_are_read_as_docker_reads_them() {
-        assert_eq!(
-            registry_host("127.0.0.1:4566/app/web:1"),
-            Some("127.0.0.1:4566")
-        );
-        assert_eq!(registry_host("localhost/app"), Some("localhost"));
-        assert_eq!(
-            registry_host("registry.example.com/app"),
-            Some("registry.example.com")
-        );
-        assert_eq!(registry_host("library/busybox:1"), None);
-        assert_eq!(registry_host("busybox"), None);
-    }
 
     #[test]
     fn the_own_registry_is_recognised_under_its_loopback_spellings_only() {
