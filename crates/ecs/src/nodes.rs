@@ -13,7 +13,8 @@ use crate::Ecs;
 use crate::common::{self, active_cluster};
 use crate::container_instances::{self, Registration, put_instance};
 use crate::records::{
-    Capacity, ContainerInstanceRecord, InstanceIndexRecord, TaskRecord, kinds, pair_key,
+    Capacity, ContainerInstanceRecord, InstanceIndexRecord, TaskRecord, kinds, on_instance_key,
+    pair_key,
 };
 use crate::task_definitions::Definitions;
 use crate::tasks::{mark_stopped, put_task};
@@ -218,13 +219,23 @@ async fn desired(
     if instance.status == "INACTIVE" {
         return Ok((vec![], draining));
     }
-    let tasks = container_instances::live_tasks(ecs, ctx, &instance.cluster).await?;
+    let mut tasks = Vec::new();
+    let on_instance = on_instance_key(&instance.cluster, &instance.id, "");
+    for (key, _) in common::all::<bool>(ecs, ctx, kinds::TASK_ON_INSTANCE, &on_instance).await? {
+        let id = &key[on_instance.len()..];
+        // An entry outlives its task only between the two deletes of a sweep's commit (never):
+        // a missing task is skipped rather than failing the node's poll.
+        if let Some((t, _)) =
+            common::get::<TaskRecord>(ecs, ctx, kinds::TASK, &pair_key(&instance.cluster, id))
+                .await?
+            && t.last_status != TaskStatus::Stopped.as_str()
+        {
+            tasks.push(t);
+        }
+    }
     let mut definitions = Definitions::default();
     let mut out = Vec::new();
-    for t in tasks
-        .into_iter()
-        .filter(|t| t.container_instance_id == instance.id)
-    {
+    for t in tasks {
         let mut reserved_ports = t.reserved.ports.clone();
         reserved_ports.extend(&t.reserved.udp_ports);
         // A DEACTIVATING task is draining from its load balancers: it keeps serving until the
@@ -674,7 +685,8 @@ impl Default for SweepPolicy {
 pub struct SweepPlan {
     /// `(task key, instance key)`.
     pub stop: Vec<(String, String)>,
-    pub forget: Vec<String>,
+    /// `(task key, its [`kinds::TASK_ON_INSTANCE`] key)`.
+    pub forget: Vec<(String, String)>,
 }
 
 /// What the sweep reads of a task record: decoding only these fields (the rest of each record
@@ -707,7 +719,10 @@ pub fn plan_sweep(
             if t.stopped_at_ms
                 .is_some_and(|s| now_ms - s > policy.keep_stopped_ms)
             {
-                plan.forget.push(key);
+                plan.forget.push((
+                    key,
+                    on_instance_key(&t.cluster, &t.container_instance_id, &t.id),
+                ));
             }
             continue;
         }
@@ -795,14 +810,17 @@ pub async fn sweep(
             stopped += 1;
         }
     }
-    for key in &plan.forget {
+    for (key, index_key) in &plan.forget {
         ecs.store()
-            .commit(vec![berth_store::Op::delete(
-                kinds::TASK,
-                partition.clone(),
-                key.clone(),
-                Expect::Any,
-            )])
+            .commit(vec![
+                berth_store::Op::delete(kinds::TASK, partition.clone(), key.clone(), Expect::Any),
+                berth_store::Op::delete(
+                    kinds::TASK_ON_INSTANCE,
+                    partition.clone(),
+                    index_key.clone(),
+                    Expect::Any,
+                ),
+            ])
             .await
             .map_err(common::store_error)?;
     }
@@ -877,7 +895,10 @@ mod tests {
                 ("default|c".to_string(), "default|gone".to_string()),
             ]
         );
-        assert_eq!(plan.forget, ["default|d"]);
+        assert_eq!(
+            plan.forget,
+            [("default|d".to_string(), "default|live|d".to_string())]
+        );
     }
 
     #[test]

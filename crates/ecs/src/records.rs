@@ -25,6 +25,10 @@ pub mod kinds {
     pub const INSTANCE_INDEX: &str = "ecs.container-instance-index";
     /// key: `cluster|taskId`
     pub const TASK: &str = "ecs.task";
+    /// key: `cluster|instanceId|taskId`, value `true`: the tasks placed on an instance, so a
+    /// node's poll reads its own tasks rather than its whole cluster's. Written with the task,
+    /// removed with it (tasks never move between instances).
+    pub const TASK_ON_INSTANCE: &str = "ecs.task-on-instance";
     /// key: `cluster|serviceName`
     pub const SERVICE: &str = "ecs.service";
 }
@@ -202,6 +206,11 @@ pub fn family_of(task_definition_arn: &str) -> &str {
 
 pub fn pair_key(cluster: &str, id: &str) -> String {
     format!("{cluster}|{id}")
+}
+
+/// The [`kinds::TASK_ON_INSTANCE`] key of a task on an instance.
+pub fn on_instance_key(cluster: &str, instance_id: &str, task_id: &str) -> String {
+    format!("{cluster}|{instance_id}|{task_id}")
 }
 
 /// A service: what the user declared, its deployments (newest first) and its events (newest

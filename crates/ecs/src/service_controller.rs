@@ -20,7 +20,8 @@ use crate::common::{self, failure};
 use crate::load_balancing::{self, LbHealth};
 use crate::records::{
     AttributeRecord, ClusterRecord, ContainerInstanceRecord, DeploymentRecord,
-    MAX_FINISHED_DEPLOYMENTS, ServiceRecord, TaskDefinitionRecord, TaskRecord, kinds, pair_key,
+    MAX_FINISHED_DEPLOYMENTS, MAX_SERVICE_EVENTS, ServiceRecord, TaskDefinitionRecord, TaskRecord,
+    kinds, pair_key,
 };
 use crate::services::{self, push_event, put_service};
 use crate::tasks::Launch;
@@ -124,11 +125,31 @@ fn lb_of(lb: &HashMap<String, LbHealth>, id: &str) -> LbHealth {
     lb.get(id).cloned().unwrap_or_default()
 }
 
-fn task_list(ids: &[String]) -> String {
-    ids.iter()
-        .map(|id| format!("(task {id})"))
-        .collect::<Vec<_>>()
-        .join(" ")
+/// Tasks named by one "has started"/"has stopped" event. ECS's scheduler launches tasks in
+/// batches and names each batch in its own event; one event naming every task of a large
+/// start (100,000 in the simulation) made a multi-megabyte service record, rewritten on every
+/// later change.
+const TASKS_PER_EVENT: usize = 10;
+
+/// The events for the tasks `ids` a pass started or stopped: one per [`TASKS_PER_EVENT`] tasks,
+/// and no more than the service keeps.
+fn task_events(service: &str, verb: &str, noun: &str, ids: &[String]) -> Vec<String> {
+    let chunks = ids.chunks(TASKS_PER_EVENT);
+    let skip = chunks.len().saturating_sub(MAX_SERVICE_EVENTS);
+    chunks
+        .skip(skip)
+        .map(|batch| {
+            let names = batch
+                .iter()
+                .map(|id| format!("(task {id})"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            format!(
+                "(service {service}) {verb} {} {noun}: {names}.",
+                batch.len()
+            )
+        })
+        .collect()
 }
 
 /// The most recent COMPLETED deployment other than the primary: what a rollback returns to.
@@ -637,11 +658,11 @@ async fn reconcile_service(
         }
     }
     if !stopped_ids.is_empty() {
-        events.push(format!(
-            "(service {}) has stopped {} running tasks: {}.",
-            s.name,
-            stopped_ids.len(),
-            task_list(&stopped_ids)
+        events.extend(task_events(
+            &s.name,
+            "has stopped",
+            "running tasks",
+            &stopped_ids,
         ));
     }
     if stopped_ids.iter().any(|id| lb.behind(id)) {
@@ -690,12 +711,7 @@ async fn reconcile_service(
         }
     }
     if !started_ids.is_empty() {
-        events.push(format!(
-            "(service {}) has started {} tasks: {}.",
-            s.name,
-            started_ids.len(),
-            task_list(&started_ids)
-        ));
+        events.extend(task_events(&s.name, "has started", "tasks", &started_ids));
     }
     if !events.is_empty() || !health_failures.is_empty() {
         common::transact(ecs, || async {
@@ -869,6 +885,28 @@ mod tests {
     use super::*;
 
     use crate::common::tests::ctx;
+
+    #[test]
+    fn a_large_start_is_named_in_batches_and_only_the_newest_are_kept() {
+        let ids: Vec<String> = (0..25).map(|i| format!("t{i}")).collect();
+        let events = task_events("web", "has started", "tasks", &ids);
+        assert_eq!(
+            events,
+            [
+                "(service web) has started 10 tasks: (task t0) (task t1) (task t2) (task t3) \
+                 (task t4) (task t5) (task t6) (task t7) (task t8) (task t9).",
+                "(service web) has started 10 tasks: (task t10) (task t11) (task t12) (task t13) \
+                 (task t14) (task t15) (task t16) (task t17) (task t18) (task t19).",
+                "(service web) has started 5 tasks: (task t20) (task t21) (task t22) (task t23) \
+                 (task t24).",
+            ]
+        );
+        let many: Vec<String> = (0..100_000).map(|i| format!("t{i}")).collect();
+        let events = task_events("web", "has stopped", "running tasks", &many);
+        assert_eq!(events.len(), MAX_SERVICE_EVENTS);
+        assert!(events.last().unwrap().ends_with("(task t99999)."));
+        assert!(events.iter().all(|e| e.len() < 200));
+    }
 
     fn service(desired: i32, breaker: Option<bool>) -> ServiceRecord {
         let mut s = ServiceRecord {

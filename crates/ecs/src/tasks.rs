@@ -12,7 +12,8 @@ use crate::common::{self, active_cluster, client, failure, invalid, resource_nam
 use crate::container_instances::{self, instance_id, new_id, put_instance};
 use crate::placement;
 use crate::records::{
-    ClusterRecord, ContainerInstanceRecord, TaskDefinitionRecord, TaskRecord, kinds, pair_key,
+    ClusterRecord, ContainerInstanceRecord, TaskDefinitionRecord, TaskRecord, kinds,
+    on_instance_key, pair_key,
 };
 use berth_aws::{AwsError, RequestContext};
 use berth_model::task::{DesiredStatus, TaskStatus};
@@ -33,6 +34,18 @@ pub(crate) fn put_task(partition: &str, t: &TaskRecord, expect: Expect) -> Resul
         serde_json::to_value(t).map_err(AwsError::internal)?,
         expect,
     ))
+}
+
+/// The entry naming a new task under its instance ([`kinds::TASK_ON_INSTANCE`]): commit it with
+/// the task's first write.
+pub(crate) fn index_task(partition: &str, t: &TaskRecord) -> Op {
+    Op::put(
+        kinds::TASK_ON_INSTANCE,
+        partition.to_string(),
+        on_instance_key(&t.cluster, &t.container_instance_id, &t.id),
+        serde_json::Value::Bool(true),
+        Expect::Any,
+    )
 }
 
 /// Asks a task to stop: desired STOPPED, with a stop code and reason. Returns whether anything
@@ -632,6 +645,7 @@ pub(crate) async fn place_tasks(
         }
         for t in &tasks {
             ops.push(put_task(&partition, t, Expect::Absent)?);
+            ops.push(index_task(&partition, t));
         }
         Ok((ops, (tasks, failures.0)))
     })

@@ -7,6 +7,9 @@
 //! directory with tasks from before that change would otherwise fail to load them: running
 //! tasks must survive an upgrade of the control plane as they survive a restart.
 //!
+//! Tasks are also indexed under their container instance (`kinds::TASK_ON_INSTANCE`), so a
+//! node's poll reads its own tasks; tasks placed before the index existed get their entries here.
+//!
 //! **Architecture Invariant:** an upgrade is idempotent (a record already in the current layout
 //! is left alone) and each record is rewritten under `Expect::Version` of what was read, so a
 //! crash half-way leaves every record either old or new, and the next start finishes the job.
@@ -15,33 +18,87 @@
 
 use crate::Ecs;
 use crate::placement;
-use crate::records::kinds;
+use crate::records::{kinds, on_instance_key};
 use berth_aws::AwsError;
 use berth_shapes::ecs as wire;
-use berth_store::{Expect, Op, Store};
+use berth_store::{Expect, Op, Record, Store};
 use serde_json::Value;
 
 /// Records read per page while upgrading.
 const PAGE: usize = 500;
 
 /// Where a finished upgrade is written down, so later starts skip the scan of every task (a
-/// start should stay well under half a second however many tasks the store holds).
+/// start should stay well under half a second however many tasks the store holds). Each step
+/// has its own key.
 const DONE_KIND: &str = "ecs.upgrade";
 const DONE_PARTITION: &str = "global";
-const DONE_KEY: &str = "task-records-name-their-definition";
 
-/// Upgrades every stored task record to the current layout; returns how many were rewritten.
+/// Upgrades every stored task record to the current layout and indexes every task under its
+/// instance; returns how many records were written.
 pub async fn upgrade_records(ecs: &Ecs) -> Result<usize, AwsError> {
+    let mut written = each_task(ecs, "task-records-name-their-definition", |partition, r| {
+        Ok(upgrade_task(&r.value)?
+            .map(|value| {
+                Op::put(
+                    kinds::TASK,
+                    partition.to_string(),
+                    r.key.clone(),
+                    value,
+                    Expect::Version(r.version),
+                )
+            })
+            .into_iter()
+            .collect())
+    })
+    .await?;
+    if written > 0 {
+        tracing::info!("upgraded {written} task records to name their task definition");
+    }
+    // Tasks placed before `kinds::TASK_ON_INSTANCE` existed. Nothing else runs during the
+    // upgrade (the server has not started serving), so no task can be forgotten meanwhile.
+    let indexed = each_task(ecs, "tasks-indexed-by-instance", |partition, r| {
+        let instance = r.value.get("container_instance_id").and_then(Value::as_str);
+        let (Some(cluster), Some(id), Some(instance)) = (
+            r.value.get("cluster").and_then(Value::as_str),
+            r.value.get("id").and_then(Value::as_str),
+            instance.filter(|i| !i.is_empty()),
+        ) else {
+            return Ok(vec![]);
+        };
+        Ok(vec![Op::put(
+            kinds::TASK_ON_INSTANCE,
+            partition.to_string(),
+            on_instance_key(cluster, instance, id),
+            Value::Bool(true),
+            Expect::Any,
+        )])
+    })
+    .await?;
+    if indexed > 0 {
+        tracing::info!("indexed {indexed} tasks under their container instances");
+    }
+    written += indexed;
+    Ok(written)
+}
+
+/// Runs one upgrade step over every task record of every partition, unless the step's marker
+/// `done_key` says an earlier start finished it: `ops` says what to write for a record (nothing
+/// when it is current). Marks the step done when every page committed.
+async fn each_task(
+    ecs: &Ecs,
+    done_key: &str,
+    ops: impl Fn(&str, &Record) -> Result<Vec<Op>, AwsError>,
+) -> Result<usize, AwsError> {
     let store = ecs.store();
     if store
-        .get(DONE_KIND, DONE_PARTITION, DONE_KEY)
+        .get(DONE_KIND, DONE_PARTITION, done_key)
         .await
         .map_err(AwsError::internal)?
         .is_some()
     {
         return Ok(0);
     }
-    let mut upgraded = 0;
+    let mut written = 0;
     let mut complete = true;
     for partition in store
         .partitions(kinds::TASK)
@@ -59,24 +116,16 @@ pub async fn upgrade_records(ecs: &Ecs) -> Result<usize, AwsError> {
             };
             after = Some(last.key.clone());
             let full = page.len() == PAGE;
-            let mut ops = Vec::new();
-            for record in page {
-                if let Some(value) = upgrade_task(&record.value)? {
-                    ops.push(Op::put(
-                        kinds::TASK,
-                        partition.clone(),
-                        record.key,
-                        value,
-                        Expect::Version(record.version),
-                    ));
-                }
+            let mut writes = Vec::new();
+            for record in &page {
+                writes.extend(ops(&partition, record)?);
             }
-            let n = ops.len();
+            let n = writes.len();
             if n > 0 {
                 // A conflict means someone wrote the record since (in the new layout): the page
                 // is read again on the next start if anything old remains.
-                match store.commit(ops).await {
-                    Ok(_) => upgraded += n,
+                match store.commit(writes).await {
+                    Ok(_) => written += n,
                     Err(e) if e.is_conflict() => {
                         complete = false;
                         tracing::warn!("task records changed while being upgraded: {e}")
@@ -89,22 +138,19 @@ pub async fn upgrade_records(ecs: &Ecs) -> Result<usize, AwsError> {
             }
         }
     }
-    if upgraded > 0 {
-        tracing::info!("upgraded {upgraded} task records to name their task definition");
-    }
     if complete {
         store
             .commit(vec![Op::put(
                 DONE_KIND,
                 DONE_PARTITION,
-                DONE_KEY,
+                done_key,
                 Value::Bool(true),
                 Expect::Any,
             )])
             .await
             .map_err(AwsError::internal)?;
     }
-    Ok(upgraded)
+    Ok(written)
 }
 
 /// The current layout of a task record in an older one; `None` when it is current already.

@@ -619,7 +619,8 @@ async fn a_poll_waits_for_a_change_of_its_node() {
 
 #[tokio::test]
 async fn the_liveness_sweep_stops_tasks_of_silent_nodes() {
-    let w = World::new().await;
+    let store: berth_store::AnyStore = SqliteStore::open_in_memory().expect("store").into();
+    let w = World::on(store.clone()).await;
     let node = w.join(1024, 1024).await;
     let run = w.ok("RunTask", json!({"taskDefinition": "web"})).await;
     let arn = run["tasks"][0]["taskArn"]
@@ -650,6 +651,13 @@ async fn the_liveness_sweep_stops_tasks_of_silent_nodes() {
     nodes::sweep(&w.ecs, &ctx(), policy).await.expect("sweep");
     let d = w.ok("DescribeTasks", json!({"tasks": [arn]})).await;
     assert_eq!(d["failures"][0]["reason"], "MISSING");
+    // ... and so is its entry under the instance.
+    use berth_store::Store;
+    let index = store
+        .list("ecs.task-on-instance", &ctx().partition(), "", None, 10)
+        .await
+        .expect("list");
+    assert!(index.is_empty(), "{index:?}");
 }
 
 #[tokio::test]
@@ -996,7 +1004,8 @@ async fn task_records_that_embed_their_definition_are_upgraded_and_keep_running(
     let key = format!("default|{}", arn.rsplit('/').next().unwrap_or_default());
     let partition = "000000000000/us-east-1";
 
-    // Put the record back the way an earlier berth wrote it: the definition inside.
+    // Put the record back the way an earlier berth wrote it: the definition inside, and no
+    // entry under its instance.
     let definition = w
         .ok("DescribeTaskDefinition", json!({"taskDefinition": "web:1"}))
         .await["taskDefinition"]
@@ -1012,22 +1021,37 @@ async fn task_records_that_embed_their_definition_are_upgraded_and_keep_running(
         fields.remove(k);
     }
     fields.insert("definition".into(), definition);
+    let index_key = format!(
+        "default|{}|{}",
+        old["container_instance_id"].as_str().expect("instance"),
+        old["id"].as_str().expect("id")
+    );
     store
-        .commit(vec![Op::put(
-            "ecs.task",
-            partition,
-            &key,
-            old,
-            Expect::Version(stored.version),
-        )])
+        .commit(vec![
+            Op::put(
+                "ecs.task",
+                partition,
+                &key,
+                old,
+                Expect::Version(stored.version),
+            ),
+            Op::delete(
+                "ecs.task-on-instance",
+                partition,
+                &index_key,
+                Expect::Version(1),
+            ),
+        ])
         .await
         .expect("write the old layout");
+    assert!(w.poll(&node, 0).await.tasks.is_empty());
 
+    // One record rewritten, one task indexed.
     assert_eq!(
         berth_ecs::upgrade::upgrade_records(&w.ecs)
             .await
             .expect("upgrade"),
-        1
+        2
     );
     let upgraded = store
         .get("ecs.task", partition, &key)
