@@ -51,7 +51,7 @@ LG="$TARGET_DIR/release/berth-loadgen"
 # `key=value key=value …` line → value of one key.
 field() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"; }
 
-declare -A START RSS LC_RPS LC_P99 DTD_RPS DTD_P99 BADSIG NOTE
+declare -A START RSS RSS_SPLIT LC_RPS LC_P99 DTD_RPS DTD_P99 BADSIG NOTE
 SERVERS=()
 
 CLUSTER_BODY='{"clusterName":"bench"}'
@@ -81,6 +81,12 @@ bench_server() {
     PIDS+=("$pid")
     START[$name]=$(field "$out" startup_ms)
     RSS[$name]=$(awk -v k="$(field "$out" rss_kib)" 'BEGIN{printf "%.1f", k/1024}')
+    # VmRSS is mostly clean pages of the executable, which the kernel maps in 64 KiB runs
+    # around every page touched (fault-around) and can drop at any time; the anonymous part is
+    # what the process allocated. Both are printed under the table.
+    RSS_SPLIT[$name]=$(awk '/^RssAnon/{a=$2} /^RssFile/{f=$2} /^RssShmem/{s=$2}
+        END{printf "%.1f MiB anonymous + %.1f MiB file-backed + %.1f MiB shared memory", a/1024, f/1024, s/1024}' \
+        "/proc/$pid/status" 2>/dev/null || true)
     log "[$name] $out"
 
     # fakecloud: make an IAM user key so requests are really verified (its test/test root
@@ -220,6 +226,10 @@ check "DescribeTaskDefinition p99 <= 1.0x fakecloud" "$(ratio "$(val DTD_P99 ber
 check "ListClusters rps >= 20x moto" "$(ratio "$(val LC_RPS berth)" "$(val LC_RPS moto)")" ">=" 20
 check "DescribeTaskDefinition rps >= 20x moto" "$(ratio "$(val DTD_RPS berth)" "$(val DTD_RPS moto)")" ">=" 20
 echo
+for n in "${SERVERS[@]}"; do
+    [[ -n ${RSS_SPLIT[$n]:-} ]] && echo "$n idle RSS: ${RSS_SPLIT[$n]}"
+done
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 [[ " ${SERVERS[*]} " == *" fakecloud "* ]] || echo "fakecloud: not run (FAKECLOUD_BIN unset); its columns and ratios are '-'."
 for n in "${!NOTE[@]}"; do echo "$n: ${NOTE[$n]}"; done
 echo "moto accepts any signature; its numbers are for a server that does not verify."

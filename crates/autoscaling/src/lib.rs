@@ -82,8 +82,7 @@ impl Autoscaling {
         alarms: Arc<dyn Alarms>,
         options: Options,
     ) -> Self {
-        let model = ServiceModel::parse(berth_shapes::models::AUTOSCALING)
-            .expect("the Application Auto Scaling model compiled into berth parses");
+        let model = ServiceModel::lazy(berth_shapes::models::AUTOSCALING);
         Autoscaling {
             inner: Arc::new(Inner {
                 store,

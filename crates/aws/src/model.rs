@@ -3,9 +3,59 @@
 
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::OnceLock;
 
-#[derive(Debug, Deserialize)]
+/// A service's model, either parsed at once ([`ServiceModel::parse`]) or on first use
+/// ([`ServiceModel::lazy`]: a parsed model is 0.2–0.9 MiB of heap, and a server that is never
+/// asked for a service should not hold it). It derefs to the parsed [`Model`].
 pub struct ServiceModel {
+    source: &'static str,
+    parsed: OnceLock<Model>,
+}
+
+impl std::fmt::Debug for ServiceModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.parsed.get() {
+            Some(model) => model.fmt(f),
+            None => f.write_str("ServiceModel(not parsed yet)"),
+        }
+    }
+}
+
+impl ServiceModel {
+    /// Parses a trimmed model now.
+    pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
+        let model: Model = serde_json::from_str(text)?;
+        Ok(ServiceModel {
+            source: "",
+            parsed: OnceLock::from(model),
+        })
+    }
+
+    /// A model compiled into the binary, parsed the first time it is used. A model that does
+    /// not parse is a build defect: every family's tests use their model, and so fail on it.
+    pub const fn lazy(source: &'static str) -> Self {
+        ServiceModel {
+            source,
+            parsed: OnceLock::new(),
+        }
+    }
+}
+
+impl Deref for ServiceModel {
+    type Target = Model;
+
+    fn deref(&self) -> &Model {
+        self.parsed.get_or_init(|| {
+            serde_json::from_str(self.source).expect("a model compiled into berth parses")
+        })
+    }
+}
+
+/// A parsed model: the operations and every shape by name.
+#[derive(Debug, Deserialize)]
+pub struct Model {
     pub metadata: Metadata,
     pub operations: HashMap<String, Operation>,
     pub shapes: HashMap<String, Shape>,
@@ -153,13 +203,7 @@ pub mod indexmap_lite {
     }
 }
 
-impl ServiceModel {
-    /// Parses a trimmed model. The models are compiled into the binary, so a failure here is a
-    /// build defect, caught by every test that starts a server.
-    pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(text)
-    }
-
+impl Model {
     pub fn shape(&self, name: &str) -> Option<&Shape> {
         self.shapes.get(name)
     }
@@ -209,7 +253,7 @@ impl ServiceModel {
     }
 }
 
-/// An error's names in each protocol, see [`ServiceModel::error_names`].
+/// An error's names in each protocol, see [`Model::error_names`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ErrorNames<'a> {
     pub type_name: &'a str,

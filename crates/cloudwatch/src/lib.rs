@@ -82,8 +82,7 @@ impl Cloudwatch {
         clock: Clock,
         metrics_dir: Option<PathBuf>,
     ) -> Result<Self, CloudwatchError> {
-        let model = ServiceModel::parse(berth_shapes::models::CLOUDWATCH)
-            .expect("the CloudWatch model compiled into berth parses");
+        let model = ServiceModel::lazy(berth_shapes::models::CLOUDWATCH);
         let series = series::SeriesStore::open(metrics_dir.as_deref(), clock())?;
         Ok(Cloudwatch {
             inner: Arc::new(Inner {

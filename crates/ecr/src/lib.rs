@@ -66,8 +66,7 @@ impl Ecr {
         place: RegistryPlace,
         clock: Clock,
     ) -> Self {
-        let model = ServiceModel::parse(berth_shapes::models::ECR)
-            .expect("the ECR model compiled into berth parses");
+        let model = ServiceModel::lazy(berth_shapes::models::ECR);
         Ecr {
             inner: Arc::new(Inner {
                 registry,

@@ -53,8 +53,7 @@ impl Ecs {
     /// `token_key` signs pagination tokens; it must be stable across restarts so tokens stay
     /// valid.
     pub fn new(store: AnyStore, token_key: [u8; 32], clock: Clock) -> Self {
-        let model = ServiceModel::parse(berth_shapes::models::ECS)
-            .expect("the ECS model compiled into berth parses");
+        let model = ServiceModel::lazy(berth_shapes::models::ECS);
         Ecs {
             inner: Arc::new(Inner {
                 store,

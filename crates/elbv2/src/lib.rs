@@ -53,8 +53,7 @@ impl Elbv2 {
     /// `token_key` signs paging markers; it must be stable across restarts so markers stay
     /// valid.
     pub fn new(store: AnyStore, token_key: [u8; 32], clock: Clock) -> Self {
-        let model = ServiceModel::parse(berth_shapes::models::ELBV2)
-            .expect("the ELBv2 model compiled into berth parses");
+        let model = ServiceModel::lazy(berth_shapes::models::ELBV2);
         Elbv2 {
             inner: Arc::new(Inner {
                 store,

@@ -51,8 +51,7 @@ impl Logs {
     /// `token_key` signs pagination tokens; it must be stable across restarts so tokens stay
     /// valid.
     pub fn new(store: AnyStore, token_key: [u8; 32], clock: Clock) -> Self {
-        let model = ServiceModel::parse(berth_shapes::models::LOGS)
-            .expect("the CloudWatch Logs model compiled into berth parses");
+        let model = ServiceModel::lazy(berth_shapes::models::LOGS);
         Logs {
             inner: Arc::new(Inner {
                 store,

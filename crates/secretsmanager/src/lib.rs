@@ -53,8 +53,7 @@ impl SecretsManager {
     /// `token_key` signs pagination tokens; it must be stable across restarts so tokens stay
     /// valid.
     pub fn new(store: AnyStore, token_key: [u8; 32], clock: Clock) -> Self {
-        let model = ServiceModel::parse(berth_shapes::models::SECRETSMANAGER)
-            .expect("the Secrets Manager model compiled into berth parses");
+        let model = ServiceModel::lazy(berth_shapes::models::SECRETSMANAGER);
         SecretsManager {
             inner: Arc::new(Inner {
                 store,

@@ -12,6 +12,7 @@
 //! greater than every revision handed out before it, including across [`Store::reset`].
 
 mod any;
+mod cache;
 mod sqlite;
 mod typed;
 

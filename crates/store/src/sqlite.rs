@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::broadcast;
 
+use crate::cache::{ENTRY_MAX_BYTES, Query, ReadCache, Row, row_bytes};
 use crate::{Change, ChangeKind, Op, Record, Store, StoreError, TypedRecord};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts how many have run. Append
@@ -104,6 +105,8 @@ struct Inner {
     next_reader: AtomicUsize,
     feed: broadcast::Sender<Change>,
     options: SqliteOptions,
+    /// Recent reads' rows; every commit and reset invalidates what it touches (see `cache.rs`).
+    cache: ReadCache,
 }
 
 struct Writer {
@@ -222,6 +225,7 @@ impl SqliteStore {
                 next_reader: AtomicUsize::new(0),
                 feed,
                 options,
+                cache: ReadCache::default(),
             }),
         }
     }
@@ -270,30 +274,55 @@ impl SqliteStore {
         partition: &str,
         key: &str,
     ) -> Result<Option<Record>, StoreError> {
-        self.read(|conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT version, value FROM records
-                     WHERE kind = ?1 AND partition = ?2 AND key = ?3",
-                )
-                .map_err(backend)?;
-            let row = stmt
-                .query_row(params![kind, partition, key], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                })
-                .optional()
-                .map_err(backend)?;
-            row.map(|(version, text)| {
-                Ok(Record {
-                    kind: kind.to_owned(),
-                    partition: partition.to_owned(),
-                    key: key.to_owned(),
-                    version: from_sql_int(version, "version")?,
-                    value: parse_value(kind, partition, key, &text)?,
-                })
+        let query = Query::Get {
+            key: key.to_owned(),
+        };
+        let row = match self.inner.cache.lookup(kind, partition, &query) {
+            Ok(rows) => rows
+                .first()
+                .map(|(_, version, text)| (*version, text.clone())),
+            Err(ticket) => {
+                let row = self.read(|conn| {
+                    let mut stmt = conn
+                        .prepare_cached(
+                            "SELECT version, value FROM records
+                             WHERE kind = ?1 AND partition = ?2 AND key = ?3",
+                        )
+                        .map_err(backend)?;
+                    let row = stmt
+                        .query_row(params![kind, partition, key], |r| {
+                            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                        })
+                        .optional()
+                        .map_err(backend)?;
+                    row.map(|(version, text)| {
+                        Ok::<_, StoreError>((
+                            from_sql_int(version, "version")?,
+                            text.into_boxed_str(),
+                        ))
+                    })
+                    .transpose()
+                })?;
+                let rows: Vec<Row> = row
+                    .iter()
+                    .map(|(version, text)| (key.to_owned(), *version, text.clone()))
+                    .collect();
+                self.inner
+                    .cache
+                    .fill(kind, partition, query, ticket, rows.into());
+                row
+            }
+        };
+        row.map(|(version, text)| {
+            Ok(Record {
+                kind: kind.to_owned(),
+                partition: partition.to_owned(),
+                key: key.to_owned(),
+                version,
+                value: parse_value(kind, partition, key, &text)?,
             })
-            .transpose()
         })
+        .transpose()
     }
 
     fn list_sync(
@@ -395,7 +424,25 @@ impl SqliteStore {
                  ORDER BY key LIMIT +?4"
             }
         };
-        self.read(|conn| {
+        let query = Query::Scan {
+            prefix: prefix.to_owned(),
+            start_after: start_after.map(str::to_owned),
+            limit,
+        };
+        let ticket = match self.inner.cache.lookup(kind, partition, &query) {
+            Ok(rows) => {
+                return rows
+                    .iter()
+                    .map(|(key, version, text)| decode(key.clone(), *version, text))
+                    .collect();
+            }
+            Err(ticket) => ticket,
+        };
+        // Rows are decoded straight from SQLite's buffer; a copy is kept for the cache only
+        // while the scan stays small enough to be cached at all.
+        let mut copy: Option<Vec<Row>> = Some(Vec::new());
+        let mut copied_bytes = 0;
+        let out = self.read(|conn| {
             let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
             let limit = sql_limit(limit);
             let mut rows = match &upper {
@@ -411,10 +458,25 @@ impl SqliteStore {
                 let text = text
                     .as_str()
                     .map_err(|e| StoreError::Corrupt(format!("{kind} {partition} {key}: {e}")))?;
-                out.push(decode(key, from_sql_int(version, "version")?, text)?);
+                let version = from_sql_int(version, "version")?;
+                if let Some(rows) = &mut copy {
+                    copied_bytes += row_bytes(&key, text);
+                    if copied_bytes > ENTRY_MAX_BYTES {
+                        copy = None;
+                    } else {
+                        rows.push((key.clone(), version, Box::from(text)));
+                    }
+                }
+                out.push(decode(key, version, text)?);
             }
             Ok(out)
-        })
+        })?;
+        if let Some(rows) = copy {
+            self.inner
+                .cache
+                .fill(kind, partition, query, ticket, rows.into());
+        }
+        Ok(out)
     }
 
     fn commit_sync(&self, ops: Vec<Op>) -> Result<u64, StoreError> {
@@ -423,6 +485,7 @@ impl SqliteStore {
         }
         let mut writer = self.inner.writer.lock();
         let writer = &mut *writer;
+        let _writing = Writing::begin(&self.inner.cache, &ops);
         let tx = writer
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -593,6 +656,7 @@ impl SqliteStore {
 
     fn reset_sync(&self) -> Result<(), StoreError> {
         let mut writer = self.inner.writer.lock();
+        let _writing = Writing::begin_all(&self.inner.cache);
         let tx = writer
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -654,6 +718,57 @@ impl Store for SqliteStore {
 
     async fn reset(&self) -> Result<(), StoreError> {
         self.reset_sync()
+    }
+}
+
+/// The read cache's side of a write: `begin` before the transaction, and on drop — after it
+/// committed, failed or conflicted — the matching end, for every `(kind, partition)` it touches.
+struct Writing<'a> {
+    cache: &'a ReadCache,
+    /// `None`: every record (reset).
+    touched: Option<Vec<(String, String)>>,
+}
+
+impl<'a> Writing<'a> {
+    fn begin(cache: &'a ReadCache, ops: &[Op]) -> Self {
+        let mut touched: Vec<(String, String)> = Vec::new();
+        for op in ops {
+            let (Op::Put {
+                kind, partition, ..
+            }
+            | Op::Delete {
+                kind, partition, ..
+            }) = op;
+            if !touched.iter().any(|(k, p)| k == kind && p == partition) {
+                cache.begin_write(kind, partition);
+                touched.push((kind.clone(), partition.clone()));
+            }
+        }
+        Writing {
+            cache,
+            touched: Some(touched),
+        }
+    }
+
+    fn begin_all(cache: &'a ReadCache) -> Self {
+        cache.begin_write_all();
+        Writing {
+            cache,
+            touched: None,
+        }
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        match &self.touched {
+            Some(touched) => {
+                for (kind, partition) in touched {
+                    self.cache.end_write(kind, partition);
+                }
+            }
+            None => self.cache.end_write_all(),
+        }
     }
 }
 
