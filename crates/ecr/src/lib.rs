@@ -79,6 +79,11 @@ impl Ecr {
         }
     }
 
+    /// Forgets what the registry cached from the store: after the store was reset under it.
+    pub fn forget_cached(&self) {
+        self.inner.registry.forget_cached();
+    }
+
     pub(crate) fn registry(&self) -> &Registry {
         &self.inner.registry
     }

@@ -3,6 +3,7 @@
 //! bytes through the object store; every failure is a [`RegistryError`] rendered by
 //! [`error_response`].
 
+use crate::cache::{CachedManifest, Ticket};
 use crate::digest::{Algorithm, Digest};
 use crate::error::{RegistryError, error_response, range_header};
 use crate::manifest::{self, MAX_MANIFEST_BYTES};
@@ -13,6 +14,7 @@ use crate::{Access, Registry};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -21,6 +23,7 @@ use berth_store::{Expect, Op, Store, get_as, retry_on_conflict};
 use futures_util::StreamExt;
 use object_store::{GetOptions, GetRange, ObjectStoreExt};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use tracing::Instrument;
 
 /// Largest page a list endpoint returns when the client asks for more (or for everything).
@@ -38,12 +41,8 @@ pub fn router(registry: Registry) -> Router {
 
 async fn dispatch(State(registry): State<Registry>, req: Request) -> Response {
     let span = tracing::info_span!("registry", method = %req.method(), path = %req.uri().path());
-    let host = req
-        .headers()
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("berth")
-        .to_owned();
+    // Kept only for a 401's challenge: most requests do not need a copy of it.
+    let host = req.headers().get("host").cloned();
     let mut response = match handle(&registry, req).instrument(span).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
@@ -51,6 +50,10 @@ async fn dispatch(State(registry): State<Registry>, req: Request) -> Response {
     let unauthorized = response.status() == StatusCode::UNAUTHORIZED;
     let headers = response.headers_mut();
     if unauthorized {
+        let host = host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("berth");
         // ECR's challenge; docker then retries with the credentials from `docker login`.
         let challenge = format!(r#"Basic realm="https://{host}/",service="ecr.amazonaws.com""#);
         let value = HeaderValue::from_str(&challenge)
@@ -274,70 +277,91 @@ impl Registry {
 // ---------------------------------------------------------------------------------------------
 // Manifests
 
+/// The digest a tag names, from the cache or the store (offered to the cache under `ticket`).
 async fn resolve(
     registry: &Registry,
     name: &str,
-    reference: &Reference,
-) -> Result<String, RegistryError> {
-    match reference {
-        Reference::Digest(d) => Ok(d.to_string()),
-        Reference::Tag(tag) => {
-            let found: Option<(TagRecord, u64)> = get_as(
-                &registry.inner.store,
-                records::TAG,
-                registry.part(),
-                &records::key(name, tag),
-            )
-            .await?;
-            match found {
-                Some((t, _)) => Ok(t.digest),
-                None => {
-                    // An unknown repository is NAME_UNKNOWN, an unknown tag MANIFEST_UNKNOWN.
-                    registry.require_repo(name).await?;
-                    Err(RegistryError::ManifestUnknown(String::new()))
-                }
-            }
+    tag: &str,
+    ticket: Ticket,
+) -> Result<Arc<str>, RegistryError> {
+    let key = records::key(name, tag);
+    if let Some(digest) = registry.inner.cache.tag(&key) {
+        return Ok(digest);
+    }
+    let found: Option<(TagRecord, u64)> =
+        get_as(&registry.inner.store, records::TAG, registry.part(), &key).await?;
+    match found {
+        Some((t, _)) => {
+            let digest: Arc<str> = t.digest.into();
+            registry.inner.cache.offer_tag(ticket, key, digest.clone());
+            Ok(digest)
+        }
+        None => {
+            // An unknown repository is NAME_UNKNOWN, an unknown tag MANIFEST_UNKNOWN.
+            registry.require_repo(name).await?;
+            Err(RegistryError::ManifestUnknown(String::new()))
         }
     }
 }
 
+/// A manifest of `name` by digest, from the cache or the store (offered under `ticket`).
+async fn manifest_by_digest(
+    registry: &Registry,
+    name: &str,
+    digest: &str,
+    ticket: Ticket,
+) -> Result<Arc<CachedManifest>, RegistryError> {
+    let key = records::key(name, digest);
+    if let Some(m) = registry.inner.cache.manifest(&key) {
+        return Ok(m);
+    }
+    let found: Option<(ManifestRecord, u64)> = get_as(
+        &registry.inner.store,
+        records::MANIFEST,
+        registry.part(),
+        &key,
+    )
+    .await?;
+    let Some((m, _)) = found else {
+        registry.require_repo(name).await?;
+        return Err(RegistryError::ManifestUnknown(digest.to_owned()));
+    };
+    let m = CachedManifest::of(digest, m)
+        .map(Arc::new)
+        .ok_or_else(|| RegistryError::Internal("a stored manifest has unusable headers".into()))?;
+    registry.inner.cache.offer_manifest(ticket, key, m.clone());
+    Ok(m)
+}
+
 /// `GET`/`HEAD /v2/<name>/manifests/<reference>`. The stored bytes and media type are served as
 /// pushed, whatever `Accept` says: like ECR and the CNCF registry for schema2/OCI content, berth
-/// converts nothing, and clients check the media type they get.
+/// converts nothing, and clients check the media type they get. Served from the manifest cache
+/// when it holds the tag and manifest (no store read), else from the store.
 async fn get_manifest(
     registry: &Registry,
     name: &str,
     reference: &Reference,
     head: bool,
 ) -> Result<Response, RegistryError> {
-    let digest = resolve(registry, name, reference).await?;
-    let found: Option<(ManifestRecord, u64)> = get_as(
-        &registry.inner.store,
-        records::MANIFEST,
-        registry.part(),
-        &records::key(name, &digest),
-    )
-    .await?;
-    let Some((m, _)) = found else {
-        registry.require_repo(name).await?;
-        return Err(RegistryError::ManifestUnknown(digest));
+    // Taken before any read, so nothing read here is cached past a write that overtook it.
+    let ticket = registry.inner.cache.ticket();
+    let m = match reference {
+        Reference::Digest(d) => manifest_by_digest(registry, name, &d.to_string(), ticket).await?,
+        Reference::Tag(tag) => {
+            let digest = resolve(registry, name, tag, ticket).await?;
+            manifest_by_digest(registry, name, &digest, ticket).await?
+        }
     };
     let mut response = if head {
-        StatusCode::OK.into_response()
+        Response::new(Body::empty())
     } else {
-        (StatusCode::OK, m.body).into_response()
+        Response::new(Body::from(m.body.clone()))
     };
     let headers = response.headers_mut();
-    for (k, v) in [
-        ("content-type", m.media_type.as_str()),
-        ("docker-content-digest", digest.as_str()),
-        ("content-length", &m.size.to_string()),
-        ("etag", &format!("\"{digest}\"")),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(v) {
-            headers.insert(k, v);
-        }
-    }
+    headers.insert(CONTENT_TYPE, m.content_type.clone());
+    headers.insert("docker-content-digest", m.docker_content_digest.clone());
+    headers.insert(CONTENT_LENGTH, m.content_length.clone());
+    headers.insert(ETAG, m.etag.clone());
     Ok(response)
 }
 
@@ -461,6 +485,8 @@ pub(crate) async fn store_manifest(
     let part = registry.part().to_owned();
     let now = registry.now();
 
+    // Dropped after the commit (or on failure): cached pulls of this repository re-read.
+    let _forget = registry.inner.cache.forget_on_drop(name);
     let (existed, previous_tag_digest) = retry_on_conflict(store, || async {
         let mut ops = Vec::new();
         let mut missing = Vec::new();
@@ -603,6 +629,7 @@ async fn delete_manifest(
     match reference {
         Reference::Tag(tag) => {
             let key = records::key(name, tag);
+            let _forget = registry.inner.cache.forget_on_drop(name);
             retry_on_conflict(store, || async {
                 match store.get(records::TAG, &part, &key).await? {
                     Some(r) => Ok((

@@ -203,6 +203,7 @@ impl Registry {
     ) -> Result<RepositoryInfo, RegistryError> {
         let store = &self.inner.store;
         let part = self.part().to_owned();
+        let _forget = self.inner.cache.forget_on_drop(name);
         retry_on_conflict(store, || async {
             let found: Option<(RepositoryRecord, u64)> =
                 get_as(store, records::REPOSITORY, &part, name).await?;
@@ -379,6 +380,7 @@ impl Registry {
         let store = &self.inner.store;
         let part = self.part().to_owned();
         let key = records::key(name, tag);
+        let _forget = self.inner.cache.forget_on_drop(name);
         retry_on_conflict(store, || async {
             let found: Option<(TagRecord, u64)> = get_as(store, records::TAG, &part, &key).await?;
             let Some((t, version)) = found else {
@@ -420,6 +422,7 @@ impl Registry {
         name: &str,
         digest: &str,
     ) -> Result<Option<Vec<String>>, RegistryError> {
+        let _forget = self.inner.cache.forget_on_drop(name);
         retry_on_conflict(&self.inner.store, || async {
             Ok(match self.manifest_delete_ops(name, digest).await? {
                 Some((ops, tags)) => (ops, Some(tags)),
@@ -440,6 +443,7 @@ impl Registry {
     ) -> Result<bool, RegistryError> {
         let mut expected = tags.to_vec();
         expected.sort();
+        let _forget = self.inner.cache.forget_on_drop(name);
         retry_on_conflict(&self.inner.store, || async {
             Ok(match self.manifest_delete_ops(name, digest).await? {
                 Some((ops, mut now)) => {

@@ -12,6 +12,7 @@
 //! a manifest is visible only once every blob and child manifest it names is in its repository,
 //! and it becomes visible together with its tag, in one store commit.
 
+mod cache;
 pub mod digest;
 mod error;
 mod gc;
@@ -21,6 +22,7 @@ mod layers;
 pub mod manifest;
 pub mod path;
 mod records;
+mod staging;
 mod uploads;
 
 pub use error::{RegistryError, error_response};
@@ -81,6 +83,12 @@ pub struct RegistryOptions {
     /// An upload session idle this long is abandoned by the next garbage collection.
     pub upload_idle_timeout: Duration,
     pub clock: Clock,
+    /// The directory the blob store is a local file system over
+    /// (`LocalFileSystem::new_with_prefix(dir)`), when it is one: uploads are then written
+    /// straight into `<dir>/uploads/<id>` with positional writes instead of through
+    /// object_store's multipart writer (fewer copies and tasks per byte). It must be that store's
+    /// directory; `None` (the default) works with any store.
+    pub local_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RegistryOptions {
@@ -90,6 +98,7 @@ impl Default for RegistryOptions {
             gc_grace: Duration::from_secs(3600),
             upload_idle_timeout: Duration::from_secs(3600),
             clock: system_clock(),
+            local_dir: None,
         }
     }
 }
@@ -107,6 +116,9 @@ struct Inner {
     access: Access,
     options: RegistryOptions,
     uploads: uploads::Uploads,
+    /// What manifest pulls read, kept in memory; every write of tags or manifests drops the
+    /// repository's entries (see `cache.rs` for why that keeps it correct).
+    cache: cache::ManifestCache,
     /// Serializes blob deletion by garbage collection (write) against upload completion and
     /// cross-repository mounts (read), which link a blob they found in object storage: see
     /// `gc.rs` for why this closes the race.
@@ -132,8 +144,9 @@ impl Registry {
                 blobs,
                 partition,
                 access,
+                uploads: uploads::Uploads::new(options.local_dir.clone()),
                 options,
-                uploads: uploads::Uploads::default(),
+                cache: cache::ManifestCache::default(),
                 gate: tokio::sync::RwLock::new(()),
                 url_key: layers::random_key(),
             }),
@@ -180,6 +193,12 @@ impl Registry {
             .get(records::REPOSITORY, &self.inner.partition, name)
             .await?
             .is_some())
+    }
+
+    /// Forgets every cached tag and manifest: to be called after the store was reset behind
+    /// the registry's back (`/_berth/reset`), since no write of the registry did it.
+    pub fn forget_cached(&self) {
+        self.inner.cache.forget_all();
     }
 
     /// Deletes blobs that no manifest references and that are past the grace period, their

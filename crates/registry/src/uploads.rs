@@ -1,10 +1,11 @@
 //! Blob bytes in object storage: content-addressed blobs (`blobs/<alg>/<2 hex>/<hex>`) and upload
 //! sessions streaming into `uploads/<uuid>`.
 //!
-//! A session keeps its running hash, its offset and the open multipart writer in memory, keyed by
-//! the upload id (the hash runs a batch behind, on the blocking pool: [`RunningHash`]); the
-//! bytes go to object storage as they arrive, in parts of [`PART_SIZE`] with at most
-//! [`PARTS_IN_FLIGHT`] being written, so memory per upload is bounded whatever the blob's size.
+//! A session keeps its running hash, its offset and its open [`Staging`] in memory, keyed by the
+//! upload id (the hash runs a batch behind, on the blocking pool: [`RunningHash`]); the bytes go
+//! to `uploads/<id>` as they arrive, a few batches at most being written (`staging.rs`: a local
+//! file written directly, or object_store's multipart upload), so memory per upload is bounded
+//! whatever the blob's size.
 //! A broken connection loses nothing that was counted: each received frame is taken into the
 //! hash, counted and handed to the writer with no await in between, so the offset a status `GET`
 //! reports is exactly what was kept, and the client resumes from there. Sessions live in this
@@ -16,19 +17,15 @@
 
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::RegistryError;
+use crate::staging::Staging;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Part size of the multipart writer: S3's minimum part size, and small enough that a few
-/// uploads at once stay well inside the memory budget.
-pub const PART_SIZE: usize = 5 * 1024 * 1024;
-/// Parts being written at once per upload (beyond the one being filled).
-pub const PARTS_IN_FLIGHT: usize = 2;
 /// Bytes gathered before they are hashed on the blocking pool.
 pub const HASH_BATCH: usize = 1024 * 1024;
 
@@ -240,7 +237,7 @@ pub struct Session {
     pub offset: u64,
     hash: RunningHash,
     /// `None` once the session failed or finished; it is then removed from the table.
-    writer: Option<WriteMultipart>,
+    writer: Option<Staging>,
     pub last_activity_ms: i64,
     /// Length of the latest part appended through [`crate::Registry::upload_part`] (0 before
     /// any), and the smallest part before it: a management API that has a minimum part size
@@ -273,12 +270,21 @@ pub enum AppendError {
 pub type SessionHandle = Arc<tokio::sync::Mutex<Session>>;
 
 /// The table of live sessions.
-#[derive(Default)]
 pub struct Uploads {
     sessions: Mutex<HashMap<String, SessionHandle>>,
+    /// The directory the blob store is a local file system over, if it is one: sessions then
+    /// stage into its `uploads/` directly (`staging.rs`).
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl Uploads {
+    pub fn new(local_root: Option<std::path::PathBuf>) -> Self {
+        Uploads {
+            sessions: Mutex::default(),
+            local_root,
+        }
+    }
+
     /// Opens a session writing to `uploads/<id>`. `algorithm` is the hash to compute while
     /// streaming (sha256 unless the client announced another digest up front).
     pub async fn start(
@@ -289,12 +295,12 @@ impl Uploads {
         now_ms: i64,
     ) -> Result<(String, SessionHandle), RegistryError> {
         let id = uuid::Uuid::new_v4().to_string();
-        let upload = blobs.put_multipart(&upload_path(&id)).await?;
+        let staging = Staging::open(blobs, self.local_root.as_deref(), &id).await?;
         let session = Arc::new(tokio::sync::Mutex::new(Session {
             repo: repo.to_owned(),
             offset: 0,
             hash: RunningHash::new(algorithm),
-            writer: Some(WriteMultipart::new_with_chunk_size(upload, PART_SIZE)),
+            writer: Some(staging),
             last_activity_ms: now_ms,
             last_part: 0,
             smallest_earlier_part: None,
@@ -352,9 +358,9 @@ impl Uploads {
             };
             // Back-pressure before taking the frame: if this await is cancelled (client gone),
             // the frame was never counted, so the session stays consistent.
-            if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+            if let Err(e) = writer.ready().await {
                 self.abort(id, session).await;
-                return Err(AppendError::Storage(e.into()));
+                return Err(AppendError::Storage(e));
             }
             // From here to the end of the iteration nothing awaits: hash, count and write are
             // one step as far as cancellation is concerned.

@@ -185,6 +185,8 @@ async fn reset(AxState(state): AxState<Arc<State>>) -> Response {
         return StatusCode::NOT_FOUND.into_response();
     }
     let mut result = state.store.reset().await.map_err(|e| e.to_string());
+    // The registry's manifest cache holds copies of records the reset just removed.
+    state.ecr.forget_cached();
     if result.is_ok() {
         result = state.cloudwatch.reset().map_err(|e| e.to_string());
     }

@@ -80,7 +80,11 @@ fn open_registry(
             }))
         }
     };
-    let options = berth_registry::RegistryOptions::default();
+    // The blob store is `dir`: uploads stage straight into its files.
+    let options = berth_registry::RegistryOptions {
+        local_dir: Some(dir.clone()),
+        ..berth_registry::RegistryOptions::default()
+    };
     Ok(berth_registry::Registry::new(
         store,
         Arc::new(blobs),

@@ -37,8 +37,11 @@ async fn push_256_mib_in_chunks_over_loopback() {
     let blobs: Arc<dyn ObjectStore> =
         Arc::new(LocalFileSystem::new_with_prefix(dir.path()).expect("fs store"));
     let store = SqliteStore::open_in_memory().expect("store").into();
+    // As the server runs it: uploads stage straight into the store's directory (the in-memory
+    // harness of the other tests covers object_store's multipart staging).
     let options = RegistryOptions {
         create_on_push: true,
+        local_dir: Some(dir.path().to_owned()),
         ..RegistryOptions::default()
     };
     let registry = Registry::new(store, blobs, "p".into(), Access::Open, options);

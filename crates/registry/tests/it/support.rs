@@ -17,6 +17,7 @@ pub const PARTITION: &str = "000000000000/us-east-1";
 
 pub struct Harness {
     pub registry: Registry,
+    pub store: berth_store::AnyStore,
     pub router: Router,
     pub blobs: Arc<dyn ObjectStore>,
 }
@@ -26,7 +27,7 @@ pub fn harness() -> Harness {
 }
 
 pub fn harness_with(access: Access, tweak: impl FnOnce(&mut RegistryOptions)) -> Harness {
-    let store = SqliteStore::open_in_memory()
+    let store: berth_store::AnyStore = SqliteStore::open_in_memory()
         .expect("in-memory store")
         .into();
     let blobs: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
@@ -35,8 +36,15 @@ pub fn harness_with(access: Access, tweak: impl FnOnce(&mut RegistryOptions)) ->
         ..RegistryOptions::default()
     };
     tweak(&mut options);
-    let registry = Registry::new(store, blobs.clone(), PARTITION.into(), access, options);
+    let registry = Registry::new(
+        store.clone(),
+        blobs.clone(),
+        PARTITION.into(),
+        access,
+        options,
+    );
     Harness {
+        store,
         router: registry.router(),
         registry,
         blobs,
