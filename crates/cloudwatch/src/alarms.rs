@@ -1,13 +1,15 @@
-//! Metric alarms: PutMetricAlarm, DescribeAlarms, DescribeAlarmsForMetric,
-//! DescribeAlarmHistory, DeleteAlarms, SetAlarmState, Enable/DisableAlarmActions and the tag
-//! operations, plus the transition write the evaluator shares with SetAlarmState.
+//! Metric alarms: PutMetricAlarm, DescribeAlarmsForMetric, and the operations that see both
+//! kinds of alarm (DescribeAlarms, DescribeAlarmHistory, DeleteAlarms, SetAlarmState,
+//! Enable/DisableAlarmActions and the tag operations; composite alarms themselves live in
+//! `composite.rs`), plus the transition write the evaluator shares with SetAlarmState.
 
 use crate::Cloudwatch;
-use crate::common::{self, combination, invalid, missing, not_found};
+use crate::common::{self, combination, invalid, missing, not_found, validation};
+use crate::composite;
 use crate::data;
 use crate::evaluate::{Comparison, Outcome, Rule, State, TreatMissing};
 use crate::interface::AlarmTransition;
-use crate::records::{self, AlarmRecord, history_key};
+use crate::records::{self, AlarmRecord, CompositeRecord, history_key};
 use crate::stats::{Statistic, is_extended};
 use berth_aws::{AwsError, RequestContext};
 use berth_shapes::Timestamp;
@@ -45,8 +47,9 @@ pub async fn all_alarms(
     }
 }
 
-fn history_item(
+pub(crate) fn history_item(
     alarm_name: &str,
+    alarm_type: &str,
     kind: &str,
     summary: String,
     data: serde_json::Value,
@@ -54,7 +57,7 @@ fn history_item(
 ) -> wire::AlarmHistoryItem {
     wire::AlarmHistoryItem {
         alarm_name: Some(alarm_name.to_string()),
-        alarm_type: Some("MetricAlarm".into()),
+        alarm_type: Some(alarm_type.into()),
         timestamp: Some(Timestamp::from_millis(timestamp_ms)),
         history_item_type: Some(kind.into()),
         history_summary: Some(summary),
@@ -63,7 +66,7 @@ fn history_item(
     }
 }
 
-fn history_op(partition: &str, item: &wire::AlarmHistoryItem) -> Result<Op, AwsError> {
+pub(crate) fn history_op(partition: &str, item: &wire::AlarmHistoryItem) -> Result<Op, AwsError> {
     let ts = item.timestamp.map(Timestamp::to_millis).unwrap_or_default();
     Ok(Op::put(
         records::HISTORY,
@@ -147,21 +150,11 @@ pub fn transition(
     alarm.state_reason_data = Some(reason_data.clone()).filter(|d| !d.is_empty());
     alarm.state_updated_timestamp = Some(Timestamp::from_millis(now_ms));
     alarm.state_transitioned_timestamp = Some(Timestamp::from_millis(now_ms));
-    let reason_data_json: serde_json::Value =
-        serde_json::from_str(&reason_data).unwrap_or(serde_json::Value::Null);
-    let mut new_state_json = serde_json::json!({"stateValue": new_wire, "stateReason": reason});
-    if !reason_data_json.is_null() {
-        new_state_json["stateReasonData"] = reason_data_json;
-    }
-    let state_item = history_item(
+    let state_item = state_history(
         &name,
-        "StateUpdate",
-        format!("Alarm updated from {old_state} to {new_wire}"),
-        serde_json::json!({
-            "version": "1.0",
-            "oldState": {"stateValue": old_state, "stateReason": old_reason},
-            "newState": new_state_json,
-        }),
+        "MetricAlarm",
+        (&old_state, &old_reason),
+        (new_wire, &reason, &reason_data),
         now_ms,
     );
     let mut ops = vec![
@@ -185,14 +178,10 @@ pub fn transition(
     }
     .unwrap_or_default();
     for action in &actions {
-        let item = history_item(
-            &name,
-            "Action",
-            format!("Successfully executed action {action}"),
-            serde_json::json!({"actionState": "Succeeded", "notificationResource": action, "stateUpdateTimestamp": now_ms}),
-            now_ms,
-        );
-        ops.push(history_op(partition, &item)?);
+        ops.push(history_op(
+            partition,
+            &action_history(&name, "MetricAlarm", action, now_ms),
+        )?);
     }
     Ok((
         ops,
@@ -209,6 +198,55 @@ pub fn transition(
             threshold: alarm.threshold,
         }),
     ))
+}
+
+/// The history item of a state change: CloudWatch's summary and its `oldState`/`newState`
+/// data (the reason data inlined as JSON). `old` is (state, reason); `new` is (state, reason,
+/// reason data as JSON text).
+pub(crate) fn state_history(
+    name: &str,
+    alarm_type: &str,
+    old: (&str, &str),
+    new: (&str, &str, &str),
+    now_ms: i64,
+) -> wire::AlarmHistoryItem {
+    let (old_state, old_reason) = old;
+    let (new_state, reason, reason_data) = new;
+    let reason_data_json: serde_json::Value =
+        serde_json::from_str(reason_data).unwrap_or(serde_json::Value::Null);
+    let mut new_state_json = serde_json::json!({"stateValue": new_state, "stateReason": reason});
+    if !reason_data_json.is_null() {
+        new_state_json["stateReasonData"] = reason_data_json;
+    }
+    history_item(
+        name,
+        alarm_type,
+        "StateUpdate",
+        format!("Alarm updated from {old_state} to {new_state}"),
+        serde_json::json!({
+            "version": "1.0",
+            "oldState": {"stateValue": old_state, "stateReason": old_reason},
+            "newState": new_state_json,
+        }),
+        now_ms,
+    )
+}
+
+/// The history item of one action run on a transition.
+pub(crate) fn action_history(
+    name: &str,
+    alarm_type: &str,
+    action: &str,
+    now_ms: i64,
+) -> wire::AlarmHistoryItem {
+    history_item(
+        name,
+        alarm_type,
+        "Action",
+        format!("Successfully executed action {action}"),
+        serde_json::json!({"actionState": "Succeeded", "notificationResource": action, "stateUpdateTimestamp": now_ms}),
+        now_ms,
+    )
 }
 
 /// The actions an alarm staying in ALARM fires again: its Application Auto Scaling policies,
@@ -247,7 +285,7 @@ pub fn repeat(
     })
 }
 
-fn check_actions(list: Option<&Vec<String>>, at: &str) -> Result<(), AwsError> {
+pub(crate) fn check_actions(list: Option<&Vec<String>>, at: &str) -> Result<(), AwsError> {
     for action in list.into_iter().flatten() {
         if berth_model::Arn::parse(action).is_err() {
             return Err(invalid(format!("Invalid arn syntax: {action} (in {at}).")));
@@ -293,6 +331,14 @@ pub async fn put_metric_alarm(
     if req.evaluation_criteria.is_some() {
         return Err(invalid(
             "EvaluationCriteria (PromQL alarms) is not supported by berth.",
+        ));
+    }
+    // CloudWatch's model: required with EvaluationCriteria, refused with MetricName or Metrics.
+    // berth refuses EvaluationCriteria, so no alarm it accepts may carry an interval: a metric
+    // or metric-math alarm is evaluated once per period.
+    if req.evaluation_interval.is_some() {
+        return Err(combination(
+            "The parameter EvaluationInterval can only be specified with EvaluationCriteria, not with MetricName or Metrics.",
         ));
     }
     let threshold = req
@@ -432,6 +478,16 @@ pub async fn put_metric_alarm(
     retry_on_conflict(cw.store(), || async {
         let existing =
             get_as::<AlarmRecord, _>(cw.store(), records::ALARM, &partition, &name).await?;
+        if cw
+            .store()
+            .get(records::COMPOSITE, &partition, &name)
+            .await?
+            .is_some()
+        {
+            return Err(validation(format!(
+                "The alarm {name} is a composite alarm; PutMetricAlarm cannot replace it."
+            )));
+        }
         let mut alarm = config.clone();
         let (record, expect, summary, kind) = match existing {
             Some((old, version)) => {
@@ -475,6 +531,7 @@ pub async fn put_metric_alarm(
         };
         let item = history_item(
             &name,
+            "MetricAlarm",
             "ConfigurationUpdate",
             summary,
             serde_json::json!({"version": "1.0", "type": kind, data_key: shown}),
@@ -489,6 +546,8 @@ pub async fn put_metric_alarm(
                 expect,
             ),
             history_op(&partition, &item)?,
+            // Names are one namespace: no composite alarm may take it meanwhile.
+            Op::delete(records::COMPOSITE, &partition, &name, Expect::Absent),
             Op::put(
                 records::PARTITIONS,
                 "",
@@ -503,7 +562,7 @@ pub async fn put_metric_alarm(
     Ok(Empty::new())
 }
 
-fn check_tags(tags: &[(String, String)]) -> Result<(), AwsError> {
+pub(crate) fn check_tags(tags: &[(String, String)]) -> Result<(), AwsError> {
     if tags.len() > MAX_TAGS {
         return Err(invalid(format!(
             "The collection Tags must not have a size greater than {MAX_TAGS}."
@@ -526,6 +585,118 @@ fn page_size(max_records: Option<i32>, default: usize) -> usize {
         .max(1)
 }
 
+/// One alarm of either kind, for the listings that show both.
+enum Listed {
+    Metric(Box<wire::MetricAlarm>),
+    Composite(Box<wire::CompositeAlarm>),
+}
+
+impl Listed {
+    fn name(&self) -> &str {
+        match self {
+            Listed::Metric(a) => a.alarm_name.as_deref(),
+            Listed::Composite(a) => a.alarm_name.as_deref(),
+        }
+        .unwrap_or_default()
+    }
+
+    fn state(&self) -> Option<&String> {
+        match self {
+            Listed::Metric(a) => a.state_value.as_ref(),
+            Listed::Composite(a) => a.state_value.as_ref(),
+        }
+    }
+
+    fn actions(&self) -> [&Option<Vec<String>>; 3] {
+        match self {
+            Listed::Metric(a) => [
+                &a.alarm_actions,
+                &a.ok_actions,
+                &a.insufficient_data_actions,
+            ],
+            Listed::Composite(a) => [
+                &a.alarm_actions,
+                &a.ok_actions,
+                &a.insufficient_data_actions,
+            ],
+        }
+    }
+}
+
+/// Which kinds `AlarmTypes` asks for: (metric, composite). `default` when it is absent.
+fn wanted_types(types: Option<&Vec<String>>, default: (bool, bool)) -> (bool, bool) {
+    match types {
+        None => default,
+        Some(types) => (
+            types.iter().any(|t| t == "MetricAlarm"),
+            types.iter().any(|t| t == "CompositeAlarm"),
+        ),
+    }
+}
+
+/// ChildrenOfAlarmName / ParentsOfAlarmName: the children's name, ARN, state and its time;
+/// the parents' name and ARN, as CloudWatch answers them.
+async fn related_alarms(
+    cw: &Cloudwatch,
+    partition: &str,
+    req: &wire::DescribeAlarmsInput,
+) -> Result<Vec<Listed>, AwsError> {
+    let composites = composite::all_composites(cw, partition).await?;
+    if let Some(parent) = &req.children_of_alarm_name {
+        let Some((record, _)) = composites
+            .iter()
+            .find(|(r, _)| r.alarm.alarm_name.as_ref() == Some(parent))
+        else {
+            return Ok(Vec::new());
+        };
+        let children = composite::children_of(partition, &record.alarm);
+        let mut out = Vec::new();
+        for (r, _) in all_alarms(cw, partition).await? {
+            if r.alarm
+                .alarm_name
+                .as_ref()
+                .is_some_and(|n| children.contains(n))
+            {
+                out.push(Listed::Metric(Box::new(wire::MetricAlarm {
+                    alarm_name: r.alarm.alarm_name,
+                    alarm_arn: r.alarm.alarm_arn,
+                    state_value: r.alarm.state_value,
+                    state_updated_timestamp: r.alarm.state_updated_timestamp,
+                    ..Default::default()
+                })));
+            }
+        }
+        for (r, _) in composites {
+            if r.alarm
+                .alarm_name
+                .as_ref()
+                .is_some_and(|n| children.contains(n))
+            {
+                out.push(Listed::Composite(Box::new(wire::CompositeAlarm {
+                    alarm_name: r.alarm.alarm_name,
+                    alarm_arn: r.alarm.alarm_arn,
+                    state_value: r.alarm.state_value,
+                    state_updated_timestamp: r.alarm.state_updated_timestamp,
+                    ..Default::default()
+                })));
+            }
+        }
+        return Ok(out);
+    }
+    let child = req.parents_of_alarm_name.clone().unwrap_or_default();
+    Ok(composites
+        .into_iter()
+        .filter(|(r, _)| composite::children_of(partition, &r.alarm).contains(&child))
+        .map(|(r, _)| {
+            Listed::Composite(Box::new(wire::CompositeAlarm {
+                alarm_name: r.alarm.alarm_name,
+                alarm_arn: r.alarm.alarm_arn,
+                ..Default::default()
+            }))
+        })
+        .collect())
+}
+
 pub async fn describe_alarms(
     cw: &Cloudwatch,
     ctx: &RequestContext,
@@ -537,6 +708,25 @@ pub async fn describe_alarms(
             "The parameters AlarmNames and AlarmNamePrefix are mutually exclusive and you have specified both.",
         ));
     }
+    let about_relations =
+        req.children_of_alarm_name.is_some() || req.parents_of_alarm_name.is_some();
+    if about_relations {
+        if req.children_of_alarm_name.is_some() && req.parents_of_alarm_name.is_some() {
+            return Err(validation(
+                "ChildrenOfAlarmName and ParentsOfAlarmName cannot be specified together.",
+            ));
+        }
+        // Only paging (and the kinds to list) may go with them.
+        if req.alarm_names.is_some()
+            || req.alarm_name_prefix.is_some()
+            || req.state_value.is_some()
+            || req.action_prefix.is_some()
+        {
+            return Err(validation(
+                "If you specify ChildrenOfAlarmName or ParentsOfAlarmName, you cannot specify any other parameters in the request except for MaxRecords and NextToken.",
+            ));
+        }
+    }
     let binding = format!("cloudwatch.DescribeAlarms/{partition}");
     let after = match &req.next_token {
         Some(t) => Some(
@@ -546,23 +736,38 @@ pub async fn describe_alarms(
         ),
         None => None,
     };
-    let wants_metric_alarms = req
-        .alarm_types
-        .as_ref()
-        .is_none_or(|types| types.iter().any(|t| t == "MetricAlarm"));
-    // Composite alarms do not exist in berth, so their parents and children are none.
-    let about_composites =
-        req.children_of_alarm_name.is_some() || req.parents_of_alarm_name.is_some();
-    let mut matching = if wants_metric_alarms && !about_composites {
-        all_alarms(cw, &partition).await?
+    // Only metric alarms unless asked, as CloudWatch; the relations list both kinds.
+    let (metric, composites) = wanted_types(req.alarm_types.as_ref(), (true, about_relations));
+    let mut listed: Vec<Listed> = if about_relations {
+        related_alarms(cw, &partition, &req).await?
     } else {
-        Vec::new()
-    }
-    .into_iter()
-    .map(|(r, _)| r.alarm)
-    .filter(|a| {
-        let name = a.alarm_name.as_deref().unwrap_or_default();
-        after.as_deref().is_none_or(|after| name > after)
+        let mut all = Vec::new();
+        if metric {
+            all.extend(
+                all_alarms(cw, &partition)
+                    .await?
+                    .into_iter()
+                    .map(|(r, _)| Listed::Metric(Box::new(r.alarm))),
+            );
+        }
+        if composites {
+            all.extend(
+                composite::all_composites(cw, &partition)
+                    .await?
+                    .into_iter()
+                    .map(|(r, _)| Listed::Composite(Box::new(r.alarm))),
+            );
+        }
+        all
+    };
+    // Names are unique across both kinds, so the last name shown is the whole cursor.
+    listed.sort_by(|a, b| a.name().cmp(b.name()));
+    let mut matching = listed.into_iter().filter(|a| {
+        let name = a.name();
+        (match a {
+            Listed::Metric(_) => metric,
+            Listed::Composite(_) => composites,
+        }) && after.as_deref().is_none_or(|after| name > after)
             && req
                 .alarm_names
                 .as_ref()
@@ -574,31 +779,32 @@ pub async fn describe_alarms(
             && req
                 .state_value
                 .as_ref()
-                .is_none_or(|s| a.state_value.as_ref() == Some(s))
+                .is_none_or(|s| a.state() == Some(s))
             && req.action_prefix.as_ref().is_none_or(|p| {
-                [
-                    &a.alarm_actions,
-                    &a.ok_actions,
-                    &a.insufficient_data_actions,
-                ]
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|action| action.starts_with(p.as_str()))
+                a.actions()
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|action| action.starts_with(p.as_str()))
             })
     });
     let size = page_size(req.max_records, 50);
-    let page: Vec<wire::MetricAlarm> = matching.by_ref().take(size).collect();
+    let page: Vec<Listed> = matching.by_ref().take(size).collect();
     let next_token = match (matching.next(), page.last()) {
-        (Some(_), Some(last)) => Some(
-            cw.tokens()
-                .encode(&binding, last.alarm_name.as_deref().unwrap_or_default()),
-        ),
+        (Some(_), Some(last)) => Some(cw.tokens().encode(&binding, last.name())),
         _ => None,
     };
+    let mut metric_alarms = Vec::new();
+    let mut composite_alarms = Vec::new();
+    for a in page {
+        match a {
+            Listed::Metric(m) => metric_alarms.push(*m),
+            Listed::Composite(c) => composite_alarms.push(*c),
+        }
+    }
     Ok(wire::DescribeAlarmsOutput {
-        composite_alarms: Some(Vec::new()),
-        metric_alarms: Some(page),
+        composite_alarms: Some(composite_alarms),
+        metric_alarms: Some(metric_alarms),
         next_token,
     })
 }
@@ -690,10 +896,7 @@ pub async fn describe_alarm_history(
     let ascending = req.scan_by.as_deref() == Some("TimestampAscending");
     let start = req.start_date.map(Timestamp::to_millis).unwrap_or(i64::MIN);
     let end = req.end_date.map(Timestamp::to_millis).unwrap_or(i64::MAX);
-    let wants_metric_alarms = req
-        .alarm_types
-        .as_ref()
-        .is_none_or(|types| types.iter().any(|t| t == "MetricAlarm"));
+    let (metric, composites) = wanted_types(req.alarm_types.as_ref(), (true, false));
     let mut items: Vec<(String, wire::AlarmHistoryItem)> = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -719,18 +922,19 @@ pub async fn describe_alarm_history(
     }
     let mut matching = items.into_iter().filter(|(key, item)| {
         let ts = item.timestamp.map(Timestamp::to_millis).unwrap_or_default();
-        wants_metric_alarms
-            && after.as_deref().is_none_or(|a| {
-                if ascending {
-                    key.as_str() > a
-                } else {
-                    key.as_str() < a
-                }
-            })
-            && req
-                .alarm_name
-                .as_ref()
-                .is_none_or(|n| item.alarm_name.as_ref() == Some(n))
+        (match item.alarm_type.as_deref() {
+            Some("CompositeAlarm") => composites,
+            _ => metric,
+        }) && after.as_deref().is_none_or(|a| {
+            if ascending {
+                key.as_str() > a
+            } else {
+                key.as_str() < a
+            }
+        }) && req
+            .alarm_name
+            .as_ref()
+            .is_none_or(|n| item.alarm_name.as_ref() == Some(n))
             && req
                 .history_item_type
                 .as_ref()
@@ -759,17 +963,46 @@ pub async fn delete_alarms(
     let names = req.alarm_names.unwrap_or_default();
     retry_on_conflict(cw.store(), || async {
         let mut ops = Vec::new();
+        let mut composites_deleted = 0;
         for name in &names {
-            match cw.store().get(records::ALARM, &partition, name).await? {
-                Some(record) => ops.push(Op::delete(
+            if let Some(record) = cw.store().get(records::ALARM, &partition, name).await? {
+                ops.push(Op::delete(
                     records::ALARM,
                     &partition,
                     name,
                     Expect::Version(record.version),
-                )),
-                None => {
-                    return Err(not_found(format!("Alarm {name} does not exist.")));
-                }
+                ));
+            } else if let Some(record) = cw.store().get(records::COMPOSITE, &partition, name).await?
+            {
+                composites_deleted += 1;
+                ops.push(Op::delete(
+                    records::COMPOSITE,
+                    &partition,
+                    name,
+                    Expect::Version(record.version),
+                ));
+            } else {
+                return Err(not_found(format!("Alarm {name} does not exist.")));
+            }
+        }
+        if composites_deleted > 1 {
+            return Err(validation(
+                "You can delete at most one composite alarm in one DeleteAlarms call.",
+            ));
+        }
+        // An alarm a remaining composite names would leave its rule naming nothing.
+        for (composite, _) in composite::all_composites(cw, &partition).await? {
+            let parent = composite.alarm.alarm_name.clone().unwrap_or_default();
+            if names.contains(&parent) {
+                continue;
+            }
+            if let Some(child) = composite::children_of(&partition, &composite.alarm)
+                .into_iter()
+                .find(|c| names.contains(c))
+            {
+                return Err(validation(format!(
+                    "Could not delete alarm {child} as it is referenced in the alarm rule of composite alarm {parent}."
+                )));
             }
         }
         Ok((ops, ()))
@@ -804,38 +1037,59 @@ pub async fn set_alarm_state(
         None => String::new(),
     };
     let now = cw.now_ms();
-    let fired = retry_on_conflict(cw.store(), || async {
-        let Some((mut record, version)) =
-            get_as::<AlarmRecord, _>(cw.store(), records::ALARM, &partition, &name).await?
-        else {
-            return Err(not_found(format!("Alarm {name} does not exist.")));
-        };
-        if record.alarm.state_value.as_deref() == Some(state.wire()) {
-            // Same state: only the reason changes; no transition, no actions.
-            record.alarm.state_reason = Some(reason.clone());
-            record.alarm.state_reason_data = Some(reason_data.clone()).filter(|d| !d.is_empty());
-            record.alarm.state_updated_timestamp = Some(Timestamp::from_millis(now));
-            let op = Op::put(
-                records::ALARM,
-                &partition,
-                &name,
-                serde_json::to_value(&record).map_err(AwsError::internal)?,
-                Expect::Version(version),
-            );
-            return Ok((vec![op], None));
+    let is_composite = cw
+        .store()
+        .get(records::COMPOSITE, &partition, &name)
+        .await?
+        .is_some();
+    let changed = if is_composite {
+        crate::composite::set_state(
+            cw,
+            &partition,
+            &name,
+            (state, reason.clone(), reason_data.clone()),
+            now,
+        )
+        .await?
+    } else {
+        let (fired, changed) = retry_on_conflict(cw.store(), || async {
+            let Some((mut record, version)) =
+                get_as::<AlarmRecord, _>(cw.store(), records::ALARM, &partition, &name).await?
+            else {
+                return Err(not_found(format!("Alarm {name} does not exist.")));
+            };
+            if record.alarm.state_value.as_deref() == Some(state.wire()) {
+                // Same state: only the reason changes; no transition, no actions.
+                record.alarm.state_reason = Some(reason.clone());
+                record.alarm.state_reason_data =
+                    Some(reason_data.clone()).filter(|d| !d.is_empty());
+                record.alarm.state_updated_timestamp = Some(Timestamp::from_millis(now));
+                let op = Op::put(
+                    records::ALARM,
+                    &partition,
+                    &name,
+                    serde_json::to_value(&record).map_err(AwsError::internal)?,
+                    Expect::Version(version),
+                );
+                return Ok((vec![op], (None, false)));
+            }
+            let outcome = Outcome {
+                state,
+                reason: reason.clone(),
+                reason_data: reason_data.clone(),
+                value: None,
+            };
+            let (ops, fired) = transition(&partition, &mut record, version, outcome, now)?;
+            Ok((ops, (fired, true)))
+        })
+        .await?;
+        if let Some(t) = fired {
+            cw.fire(t);
         }
-        let outcome = Outcome {
-            state,
-            reason: reason.clone(),
-            reason_data: reason_data.clone(),
-            value: None,
-        };
-        let (ops, fired) = transition(&partition, &mut record, version, outcome, now)?;
-        Ok((ops, fired))
-    })
-    .await?;
-    if let Some(t) = fired {
-        cw.fire(t);
+        changed
+    };
+    if changed {
+        cw.alarm_changed(&partition, &name).await;
     }
     Ok(Empty::new())
 }
@@ -852,22 +1106,41 @@ async fn set_actions_enabled(
         let mut ops = Vec::new();
         for name in &names {
             // Names that do not exist are skipped, as CloudWatch does.
-            let Some((mut record, version)) =
+            let alarm_type = if let Some((mut record, version)) =
                 get_as::<AlarmRecord, _>(cw.store(), records::ALARM, &partition, name).await?
-            else {
+            {
+                record.alarm.actions_enabled = Some(enabled);
+                record.alarm.alarm_configuration_updated_timestamp =
+                    Some(Timestamp::from_millis(now));
+                ops.push(Op::put(
+                    records::ALARM,
+                    &partition,
+                    name,
+                    serde_json::to_value(&record).map_err(AwsError::internal)?,
+                    Expect::Version(version),
+                ));
+                "MetricAlarm"
+            } else if let Some((mut record, version)) =
+                get_as::<CompositeRecord, _>(cw.store(), records::COMPOSITE, &partition, name)
+                    .await?
+            {
+                record.alarm.actions_enabled = Some(enabled);
+                record.alarm.alarm_configuration_updated_timestamp =
+                    Some(Timestamp::from_millis(now));
+                ops.push(Op::put(
+                    records::COMPOSITE,
+                    &partition,
+                    name,
+                    serde_json::to_value(&record).map_err(AwsError::internal)?,
+                    Expect::Version(version),
+                ));
+                "CompositeAlarm"
+            } else {
                 continue;
             };
-            record.alarm.actions_enabled = Some(enabled);
-            record.alarm.alarm_configuration_updated_timestamp = Some(Timestamp::from_millis(now));
-            ops.push(Op::put(
-                records::ALARM,
-                &partition,
-                name,
-                serde_json::to_value(&record).map_err(AwsError::internal)?,
-                Expect::Version(version),
-            ));
             let item = history_item(
                 name,
+                alarm_type,
                 "ConfigurationUpdate",
                 format!("Alarm \"{name}\" updated"),
                 serde_json::json!({"version": "1.0", "type": "Update", "updatedAlarm": {"actionsEnabled": enabled}}),
@@ -921,29 +1194,35 @@ async fn update_tags(
     let partition = ctx.partition();
     let name = alarm_name_of(&partition, arn)?;
     retry_on_conflict(cw.store(), || async {
-        let Some((mut record, version)) =
-            get_as::<AlarmRecord, _>(cw.store(), records::ALARM, &partition, &name).await?
-        else {
-            return Err(AwsError::client(
-                "ResourceNotFoundException",
-                format!("The resource {arn} does not exist."),
-            )
-            .with_status(http::StatusCode::NOT_FOUND));
-        };
-        let before = record.tags.clone();
-        change(&mut record.tags)?;
-        check_tags(&record.tags)?;
-        if record.tags == before {
-            return Ok((Vec::new(), record.tags));
+        // An alarm of either kind: the tags are all that changes.
+        let (kind, mut value, version) =
+            match cw.store().get(records::ALARM, &partition, &name).await? {
+                Some(r) => (records::ALARM, r.value, r.version),
+                None => match cw
+                    .store()
+                    .get(records::COMPOSITE, &partition, &name)
+                    .await?
+                {
+                    Some(r) => (records::COMPOSITE, r.value, r.version),
+                    None => {
+                        return Err(AwsError::client(
+                            "ResourceNotFoundException",
+                            format!("The resource {arn} does not exist."),
+                        )
+                        .with_status(http::StatusCode::NOT_FOUND));
+                    }
+                },
+            };
+        let before: Vec<(String, String)> =
+            serde_json::from_value(value["tags"].take()).unwrap_or_default();
+        let mut tags = before.clone();
+        change(&mut tags)?;
+        check_tags(&tags)?;
+        if tags == before {
+            return Ok((Vec::new(), tags));
         }
-        let tags = record.tags.clone();
-        let op = Op::put(
-            records::ALARM,
-            &partition,
-            &name,
-            serde_json::to_value(&record).map_err(AwsError::internal)?,
-            Expect::Version(version),
-        );
+        value["tags"] = serde_json::to_value(&tags).map_err(AwsError::internal)?;
+        let op = Op::put(kind, &partition, &name, value, Expect::Version(version));
         Ok((vec![op], tags))
     })
     .await

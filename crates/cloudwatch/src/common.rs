@@ -21,6 +21,12 @@ pub fn not_found(message: impl Into<String>) -> AwsError {
     AwsError::client("ResourceNotFound", message).with_status(http::StatusCode::NOT_FOUND)
 }
 
+/// CloudWatch's generic `ValidationError`, what it answers for a bad alarm rule and for
+/// DescribeAlarms' filter rules.
+pub fn validation(message: impl Into<String>) -> AwsError {
+    AwsError::client("ValidationError", message)
+}
+
 pub fn invalid_token() -> AwsError {
     AwsError::client(
         "InvalidNextToken",
@@ -94,6 +100,13 @@ pub fn iso(ms: i64) -> String {
 pub fn short_time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%d/%m/%y %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// The long form composite alarms' reasons use (`Friday 04 August, 2023 12:54:46 UTC`).
+pub fn long_date(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%A %d %B, %Y %H:%M:%S UTC").to_string())
         .unwrap_or_default()
 }
 

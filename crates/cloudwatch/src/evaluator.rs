@@ -1,6 +1,9 @@
 //! The alarm evaluator: every tick, each alarm's evaluation range is read from the series and
 //! judged by `evaluate::evaluate`; a change of state is written (alarm + history, one commit
-//! under the alarm's version) and then fired, once, to the actions sink.
+//! under the alarm's version) and then fired, once, to the actions sink; then the composite
+//! alarms naming it are judged again (`composite.rs`). Each tick also moves composites' held
+//! actions on (`Cloudwatch::release_deferred`), and the first one judges every composite again
+//! (`Cloudwatch::catch_up_composites`), so a restart converges.
 
 use crate::alarms::{self, all_alarms, rule_of};
 use crate::data;
@@ -25,15 +28,29 @@ impl Cloudwatch {
             .store()
             .list(records::PARTITIONS, "", "", None, usize::MAX >> 1)
             .await?;
+        // On the first tick (and after a failed composite evaluation), every composite is judged
+        // on what its children's records say: a change committed just before berth stopped
+        // reaches its parents this way.
+        let catch_up = self.take_composites_stale();
         for partition in partitions {
             let partition = partition.key;
-            let alarms = all_alarms(self, &partition)
-                .await
-                .map_err(CloudwatchError::Api)?;
+            if catch_up && !self.catch_up_composites(&partition).await {
+                self.composites_stale();
+            }
+            let alarms = all_alarms(self, &partition).await.map_err(|e| {
+                // The partitions after this one were not caught up.
+                if catch_up {
+                    self.composites_stale();
+                }
+                CloudwatchError::Api(e)
+            })?;
             for (record, version) in alarms {
                 if let Err(e) = self.evaluate_one(&partition, record, version, now).await {
                     tracing::warn!(%partition, error = %e, "alarm evaluation failed");
                 }
+            }
+            if let Err(e) = self.release_deferred(&partition, now).await {
+                tracing::warn!(%partition, error = %e, "held composite alarm actions failed");
             }
         }
         self.maintain(now).await
@@ -91,6 +108,8 @@ impl Cloudwatch {
         if let Some(t) = fired {
             self.fire(t);
         }
+        let name = record.alarm.alarm_name.clone().unwrap_or_default();
+        self.alarm_changed(partition, &name).await;
         Ok(())
     }
 

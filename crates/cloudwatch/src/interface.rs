@@ -30,8 +30,9 @@ pub struct Datapoint {
     pub storage_resolution: u32,
 }
 
-/// An alarm changed state. Fired once per transition, after the new state is stored.
-#[derive(Debug, Clone, PartialEq)]
+/// An alarm changed state. Fired once per transition, after the new state is stored (a
+/// composite's held back by its actions suppressor is stored with it until it fires).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AlarmTransition {
     /// `account/region` of the alarm.
     pub partition: String,

@@ -11,11 +11,15 @@
 //! `<metrics-dir>/wal.log`, written before `ingest` returns; alarms and their history are store
 //! records, and a state change is one commit of the alarm (under its version) and its history,
 //! fired to the sink only after that commit. Bad input stores nothing: every PutMetricData datum
-//! is checked before any is ingested. [`evaluate::evaluate`] is a pure function.
+//! is checked before any is ingested, and a composite alarm's rule is parsed and its alarms
+//! found before it is written. [`evaluate::evaluate`] and [`rule::parse`] are pure functions;
+//! composite alarms are judged on their children's transitions (and all once when the
+//! evaluator starts), not on a timer.
 
 mod alarms;
 mod chunk;
 mod common;
+mod composite;
 mod data;
 pub mod evaluate;
 mod evaluator;
@@ -23,6 +27,7 @@ mod interface;
 mod math;
 mod metrics;
 mod records;
+pub mod rule;
 mod series;
 mod stats;
 
@@ -34,7 +39,7 @@ use berth_store::AnyStore;
 use parking_lot::RwLock;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 pub use interface::{AlarmActions, AlarmTransition, Datapoint, NoActions, Values};
 pub use series::SeriesError;
@@ -70,6 +75,9 @@ struct Inner {
     /// When each alarm (partition, name) last fired its actions: an alarm that stays in ALARM
     /// fires them again once per period. In memory: after a restart it fires at once.
     last_fired: parking_lot::Mutex<std::collections::HashMap<(String, String), i64>>,
+    /// Whether every composite has been judged on its children's stored states since this
+    /// process started and since the last failed evaluation; the evaluator catches up when not.
+    composites_current: AtomicBool,
 }
 
 impl Cloudwatch {
@@ -94,6 +102,7 @@ impl Cloudwatch {
                 actions: RwLock::new(Arc::new(NoActions)),
                 last_maintenance: AtomicI64::new(i64::MIN),
                 last_fired: Default::default(),
+                composites_current: AtomicBool::new(false),
             }),
         })
     }
@@ -168,6 +177,16 @@ impl Cloudwatch {
             .is_none_or(|at| now_ms - at >= period_ms)
     }
 
+    /// Some composite may not follow its children's stored states: the next tick catches up.
+    pub(crate) fn composites_stale(&self) {
+        self.inner.composites_current.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether composites must be caught up now; marks them current.
+    pub(crate) fn take_composites_stale(&self) -> bool {
+        !self.inner.composites_current.swap(true, Ordering::SeqCst)
+    }
+
     pub(crate) fn store(&self) -> &AnyStore {
         &self.inner.store
     }
@@ -196,6 +215,7 @@ berth_aws::json_service! {
     "ListMetrics" => metrics::list_metrics,
     "GetMetricData" => data::get_metric_data,
     "PutMetricAlarm" => alarms::put_metric_alarm,
+    "PutCompositeAlarm" => composite::put_composite_alarm,
     "DescribeAlarms" => alarms::describe_alarms,
     "DescribeAlarmsForMetric" => alarms::describe_alarms_for_metric,
     "DescribeAlarmHistory" => alarms::describe_alarm_history,

@@ -5,7 +5,7 @@
 use berth_aws::validate::Patterns;
 use berth_aws::{AwsError, JsonService, RequestContext};
 use berth_cloudwatch::{AlarmActions, AlarmTransition, Cloudwatch, Datapoint, Values};
-use berth_store::SqliteStore;
+use berth_store::{Expect, Op, SqliteStore, Store};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -34,6 +34,7 @@ impl AlarmActions for Recorder {
 
 struct World {
     cw: Cloudwatch,
+    store: SqliteStore,
     clock: Arc<AtomicI64>,
     patterns: Patterns,
     fired: Arc<Recorder>,
@@ -41,11 +42,15 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let store = SqliteStore::open_in_memory().expect("in-memory store");
-        let clock = Arc::new(AtomicI64::new(T0));
+        World::on(SqliteStore::open_in_memory().expect("in-memory store"), T0)
+    }
+
+    /// A CloudWatch that starts on `store` at `now`: what a restart of berth sees.
+    fn on(store: SqliteStore, now: i64) -> World {
+        let clock = Arc::new(AtomicI64::new(now));
         let c = clock.clone();
         let cw = Cloudwatch::new(
-            store.into(),
+            store.clone().into(),
             [7u8; 32],
             Arc::new(move || c.load(Ordering::SeqCst)),
             None,
@@ -55,6 +60,7 @@ impl World {
         cw.set_actions(fired.clone());
         World {
             cw,
+            store,
             clock,
             patterns: Patterns::default(),
             fired,
@@ -794,4 +800,735 @@ async fn list_metrics_and_alarm_history_page_with_tokens() {
         Some("Alarm \"a\" created")
     );
     assert!(summaries[..4].iter().all(|s| s == "Alarm \"a\" updated"));
+}
+
+/// A metric alarm on a metric no test writes, so only SetAlarmState moves it.
+fn quiet_alarm(name: &str) -> Value {
+    json!({"AlarmName": name, "Namespace": "App", "MetricName": format!("quiet-{name}"),
+           "Statistic": "Average", "Period": 60, "EvaluationPeriods": 1, "Threshold": 1.0,
+           "ComparisonOperator": "GreaterThanThreshold"})
+}
+
+impl World {
+    async fn set(&self, alarm: &str, state: &str) {
+        self.ok(
+            "SetAlarmState",
+            json!({"AlarmName": alarm, "StateValue": state, "StateReason": "test"}),
+        )
+        .await;
+    }
+
+    async fn composite(&self, alarm: &str) -> Value {
+        let out = self
+            .ok(
+                "DescribeAlarms",
+                json!({"AlarmNames": [alarm], "AlarmTypes": ["CompositeAlarm"]}),
+            )
+            .await;
+        out["CompositeAlarms"][0].clone()
+    }
+
+    async fn everything(&self) -> Value {
+        self.ok(
+            "DescribeAlarms",
+            json!({"AlarmTypes": ["CompositeAlarm", "MetricAlarm"]}),
+        )
+        .await
+    }
+
+    async fn names(&self, input: Value) -> (Vec<String>, Vec<String>) {
+        let out = self.ok("DescribeAlarms", input).await;
+        let names = |key: &str| -> Vec<String> {
+            out[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["AlarmName"].as_str().unwrap().to_string())
+                .collect()
+        };
+        (names("MetricAlarms"), names("CompositeAlarms"))
+    }
+}
+
+#[tokio::test]
+async fn a_composite_follows_its_children_and_fires_its_actions() {
+    let w = World::new();
+    w.at(T0);
+    w.ok("PutMetricAlarm", quiet_alarm("a")).await;
+    w.ok("PutMetricAlarm", quiet_alarm("b")).await;
+    let action = "arn:aws:sns:us-east-1:000000000000:pager";
+    w.ok(
+        "PutCompositeAlarm",
+        json!({"AlarmName": "both", "AlarmRule": "ALARM(a) AND NOT ALARM(\"b\")",
+               "AlarmActions": [action], "OKActions": [action],
+               "AlarmDescription": "a without b", "Tags": [{"Key": "team", "Value": "ops"}]}),
+    )
+    .await;
+    // Judged at once: no child is in ALARM, so the rule is false.
+    let c = w.composite("both").await;
+    assert_eq!(c["StateValue"], "OK");
+    assert_eq!(c["AlarmRule"], "ALARM(a) AND NOT ALARM(\"b\")");
+    assert_eq!(c["AlarmDescription"], "a without b");
+    assert_eq!(c["ActionsEnabled"], true);
+    assert_eq!(
+        c["AlarmArn"],
+        "arn:aws:cloudwatch:us-east-1:000000000000:alarm:both"
+    );
+
+    w.at(T0 + 1_000);
+    w.set("a", "ALARM").await;
+    let c = w.composite("both").await;
+    assert_eq!(c["StateValue"], "ALARM");
+    assert!(
+        c["StateReason"].as_str().unwrap().starts_with(
+            "arn:aws:cloudwatch:us-east-1:000000000000:alarm:a transitioned to ALARM at "
+        ),
+        "{c}"
+    );
+    let data: Value = serde_json::from_str(c["StateReasonData"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        data["triggeringAlarms"][0]["arn"],
+        "arn:aws:cloudwatch:us-east-1:000000000000:alarm:a"
+    );
+    assert_eq!(data["triggeringAlarms"][0]["state"]["value"], "ALARM");
+
+    // b in ALARM too: NOT ALARM(b) fails. (A later millisecond: history items of one
+    // millisecond have no order.)
+    w.at(T0 + 2_000);
+    w.set("b", "ALARM").await;
+    assert_eq!(w.composite("both").await["StateValue"], "OK");
+
+    let fired: Vec<(String, String, Vec<String>)> = w
+        .fired
+        .0
+        .lock()
+        .iter()
+        .filter(|t| t.alarm_name == "both")
+        .map(|t| (t.old_state.clone(), t.new_state.clone(), t.actions.clone()))
+        .collect();
+    assert_eq!(
+        fired,
+        vec![
+            (
+                "INSUFFICIENT_DATA".into(),
+                "OK".into(),
+                vec![action.to_string()]
+            ),
+            ("OK".into(), "ALARM".into(), vec![action.to_string()]),
+            ("ALARM".into(), "OK".into(), vec![action.to_string()]),
+        ]
+    );
+
+    // History: composite items only when asked for.
+    let history = w
+        .ok(
+            "DescribeAlarmHistory",
+            json!({"AlarmName": "both", "HistoryItemType": "StateUpdate"}),
+        )
+        .await;
+    assert_eq!(history["AlarmHistoryItems"].as_array().unwrap().len(), 0);
+    let history = w
+        .ok(
+            "DescribeAlarmHistory",
+            json!({"AlarmName": "both", "HistoryItemType": "StateUpdate",
+                   "AlarmTypes": ["CompositeAlarm"], "ScanBy": "TimestampAscending"}),
+        )
+        .await;
+    let summaries: Vec<&str> = history["AlarmHistoryItems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            assert_eq!(i["AlarmType"], "CompositeAlarm");
+            i["HistorySummary"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        summaries,
+        vec![
+            "Alarm updated from INSUFFICIENT_DATA to OK",
+            "Alarm updated from OK to ALARM",
+            "Alarm updated from ALARM to OK"
+        ]
+    );
+
+    // Tags by the composite's ARN.
+    let arn = "arn:aws:cloudwatch:us-east-1:000000000000:alarm:both";
+    w.ok(
+        "TagResource",
+        json!({"ResourceARN": arn, "Tags": [{"Key": "env", "Value": "prod"}]}),
+    )
+    .await;
+    let tags = w
+        .ok("ListTagsForResource", json!({"ResourceARN": arn}))
+        .await;
+    assert_eq!(
+        tags["Tags"],
+        json!([{"Key": "team", "Value": "ops"}, {"Key": "env", "Value": "prod"}])
+    );
+
+    // Disabled actions: transitions are recorded, nothing fires.
+    w.ok("DisableAlarmActions", json!({"AlarmNames": ["both"]}))
+        .await;
+    assert_eq!(w.composite("both").await["ActionsEnabled"], false);
+    let before = w.fired.0.lock().len();
+    w.set("b", "OK").await;
+    assert_eq!(w.composite("both").await["StateValue"], "ALARM");
+    assert_eq!(
+        w.fired
+            .0
+            .lock()
+            .iter()
+            .skip(before)
+            .filter(|t| t.alarm_name == "both")
+            .count(),
+        0
+    );
+    w.ok("EnableAlarmActions", json!({"AlarmNames": ["both"]}))
+        .await;
+    assert_eq!(w.composite("both").await["ActionsEnabled"], true);
+
+    // SetAlarmState on the composite holds until a child moves.
+    w.set("both", "OK").await;
+    assert_eq!(w.composite("both").await["StateValue"], "OK");
+    w.set("b", "INSUFFICIENT_DATA").await;
+    assert_eq!(w.composite("both").await["StateValue"], "ALARM");
+}
+
+#[tokio::test]
+async fn a_metric_alarm_moved_by_its_data_moves_its_parent() {
+    let w = World::new();
+    w.at(T0 + 1_000);
+    w.ok(
+        "PutMetricAlarm",
+        json!({"AlarmName": "high-cpu", "Namespace": "App", "MetricName": "Cpu", "Statistic": "Average",
+               "Period": 10, "EvaluationPeriods": 1, "Threshold": 50.0,
+               "ComparisonOperator": "GreaterThanThreshold"}),
+    )
+    .await;
+    w.ok(
+        "PutCompositeAlarm",
+        json!({"AlarmName": "parent", "AlarmRule": "ALARM(\"arn:aws:cloudwatch:us-east-1:000000000000:alarm:high-cpu\")"}),
+    )
+    .await;
+    w.ok(
+        "PutCompositeAlarm",
+        json!({"AlarmName": "grandparent", "AlarmRule": "ALARM(parent) OR FALSE"}),
+    )
+    .await;
+    assert_eq!(w.composite("parent").await["StateValue"], "OK");
+    w.at(T0 + 5_000);
+    put(&w, 80.0).await;
+    w.at(T0 + 10_500);
+    w.cw.evaluate_alarms().await.unwrap();
+    assert_eq!(w.state("high-cpu").await, "ALARM");
+    assert_eq!(w.composite("parent").await["StateValue"], "ALARM");
+    assert_eq!(w.composite("grandparent").await["StateValue"], "ALARM");
+    assert!(
+        w.composite("grandparent").await["StateReason"]
+            .as_str()
+            .unwrap()
+            .contains(":alarm:parent transitioned to ALARM")
+    );
+}
+
+#[tokio::test]
+async fn bad_composites_are_refused_and_change_nothing() {
+    let w = World::new();
+    w.at(T0);
+    w.ok("PutMetricAlarm", quiet_alarm("a")).await;
+    w.ok(
+        "PutCompositeAlarm",
+        json!({"AlarmName": "c1", "AlarmRule": "ALARM(a)"}),
+    )
+    .await;
+    w.ok(
+        "PutCompositeAlarm",
+        json!({"AlarmName": "c2", "AlarmRule": "OK(c1)"}),
+    )
+    .await;
+    let history_before = w
+        .ok(
+            "DescribeAlarmHistory",
+            json!({"AlarmTypes": ["CompositeAlarm", "MetricAlarm"]}),
+        )
+        .await;
+    let before = w.everything().await;
+    let cases = [
+        (
+            json!({"AlarmName": "x", "AlarmRule": "ALARM(a) AND"}),
+            "Error in AlarmRule",
+        ),
+        (
+            json!({"AlarmName": "x", "AlarmRule": ")"}),
+            "Unsupported token ')' at char 0",
+        ),
+        (
+            json!({"AlarmName": "x", "AlarmRule": "ALARM(nope) OR ALARM(a)"}),
+            "alarms [nope] in the alarm rule do not exist",
+        ),
+        (
+            json!({"AlarmName": "x", "AlarmRule": "ALARM(arn:aws:cloudwatch:eu-west-1:000000000000:alarm:a)"}),
+            "do not exist",
+        ),
+        (
+            json!({"AlarmName": "c1", "AlarmRule": "ALARM(c2)"}),
+            "cycle: c1 -> c2 -> c1",
+        ),
+        (
+            json!({"AlarmName": "c1", "AlarmRule": "ALARM(c1)"}),
+            "names the alarm itself",
+        ),
+        (
+            json!({"AlarmName": "a", "AlarmRule": "TRUE"}),
+            "is a metric alarm",
+        ),
+        (
+            json!({"AlarmName": "x", "AlarmRule": "TRUE", "ActionsSuppressor": "a"}),
+            "are required when ActionsSuppressor",
+        ),
+        (
+            json!({"AlarmName": "x", "AlarmRule": "TRUE", "ActionsSuppressorWaitPeriod": 60}),
+            "only be specified with ActionsSuppressor",
+        ),
+        (
+            json!({"AlarmName": "x", "AlarmRule": "TRUE", "ActionsSuppressor": "gone",
+                "ActionsSuppressorWaitPeriod": 60, "ActionsSuppressorExtensionPeriod": 60}),
+            "does not exist",
+        ),
+        (
+            json!({"AlarmName": "x", "AlarmRule": "TRUE", "AlarmActions": ["not an arn"]}),
+            "Invalid arn",
+        ),
+    ];
+    for (input, message) in cases {
+        let e = w.err("PutCompositeAlarm", input.clone()).await;
+        assert!(e.to_string().contains(message), "{input}: {e}");
+        let want = if message.contains("Invalid arn") {
+            "InvalidParameterValue"
+        } else {
+            "ValidationError"
+        };
+        assert_eq!(e.code, want, "{input}: {e}");
+    }
+    // The rule's length is the model's bound.
+    let long = format!("ALARM(a) OR {}", vec!["TRUE"; 2100].join(" OR "));
+    assert!(long.len() > 10_240);
+    w.err(
+        "PutCompositeAlarm",
+        json!({"AlarmName": "x", "AlarmRule": long}),
+    )
+    .await;
+    let e = w
+        .err("PutMetricAlarm", {
+            let mut a = quiet_alarm("c1");
+            a["AlarmName"] = json!("c1");
+            a
+        })
+        .await;
+    assert!(e.to_string().contains("composite alarm"), "{e}");
+    assert_eq!(w.everything().await, before);
+    let history_after = w
+        .ok(
+            "DescribeAlarmHistory",
+            json!({"AlarmTypes": ["CompositeAlarm", "MetricAlarm"]}),
+        )
+        .await;
+    assert_eq!(history_after, history_before);
+
+    // A child its parents still name cannot go; nor two composites at once.
+    let e = w.err("DeleteAlarms", json!({"AlarmNames": ["a"]})).await;
+    assert!(e.to_string().contains("composite alarm c1"), "{e}");
+    let e = w
+        .err("DeleteAlarms", json!({"AlarmNames": ["c1", "c2"]}))
+        .await;
+    assert!(e.to_string().contains("at most one composite"), "{e}");
+    assert_eq!(w.everything().await, before);
+    w.ok("DeleteAlarms", json!({"AlarmNames": ["c2"]})).await;
+    w.ok("DeleteAlarms", json!({"AlarmNames": ["c1", "a"]}))
+        .await;
+    let (metric, composite) = w
+        .names(json!({"AlarmTypes": ["CompositeAlarm", "MetricAlarm"]}))
+        .await;
+    assert!(metric.is_empty() && composite.is_empty());
+}
+
+#[tokio::test]
+async fn describe_alarms_filters_by_type_children_and_parents() {
+    let w = World::new();
+    w.at(T0);
+    for n in ["a", "b", "z"] {
+        w.ok("PutMetricAlarm", quiet_alarm(n)).await;
+    }
+    w.ok(
+        "PutCompositeAlarm",
+        json!({"AlarmName": "c1", "AlarmRule": "ALARM(a) OR ALARM(b)"}),
+    )
+    .await;
+    w.ok(
+        "PutCompositeAlarm",
+        json!({"AlarmName": "c2", "AlarmRule": "ALARM(c1) AND OK(a)",
+               "ActionsSuppressor": "z", "ActionsSuppressorWaitPeriod": 30,
+               "ActionsSuppressorExtensionPeriod": 60}),
+    )
+    .await;
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(w.names(json!({})).await, (s(&["a", "b", "z"]), s(&[])));
+    assert_eq!(
+        w.names(json!({"AlarmTypes": ["CompositeAlarm"]})).await,
+        (s(&[]), s(&["c1", "c2"]))
+    );
+    assert_eq!(
+        w.names(json!({"AlarmTypes": ["CompositeAlarm", "MetricAlarm"], "AlarmNamePrefix": "c"}))
+            .await,
+        (s(&[]), s(&["c1", "c2"]))
+    );
+    assert_eq!(
+        w.names(json!({"ChildrenOfAlarmName": "c2"})).await,
+        (s(&["a"]), s(&["c1"]))
+    );
+    assert_eq!(
+        w.names(json!({"ParentsOfAlarmName": "a"})).await,
+        (s(&[]), s(&["c1", "c2"]))
+    );
+    let children = w
+        .ok("DescribeAlarms", json!({"ChildrenOfAlarmName": "c2"}))
+        .await;
+    let child = children["MetricAlarms"][0].as_object().unwrap();
+    let mut keys: Vec<&str> = child.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            "AlarmArn",
+            "AlarmName",
+            "StateUpdatedTimestamp",
+            "StateValue"
+        ]
+    );
+    let e = w
+        .err(
+            "DescribeAlarms",
+            json!({"ChildrenOfAlarmName": "c2", "StateValue": "OK"}),
+        )
+        .await;
+    assert!(e.to_string().contains("cannot specify any other"), "{e}");
+    // Paging spans both kinds in name order.
+    let first = w
+        .ok(
+            "DescribeAlarms",
+            json!({"AlarmTypes": ["CompositeAlarm", "MetricAlarm"], "MaxRecords": 3}),
+        )
+        .await;
+    assert_eq!(first["MetricAlarms"].as_array().unwrap().len(), 2);
+    assert_eq!(first["CompositeAlarms"].as_array().unwrap().len(), 1);
+    let second = w
+        .ok(
+            "DescribeAlarms",
+            json!({"AlarmTypes": ["CompositeAlarm", "MetricAlarm"], "MaxRecords": 3,
+                   "NextToken": first["NextToken"]}),
+        )
+        .await;
+    assert_eq!(w.names(json!({"AlarmTypes": ["CompositeAlarm", "MetricAlarm"], "MaxRecords": 3, "NextToken": first["NextToken"]})).await, (s(&["z"]), s(&["c2"])));
+    assert!(second.get("NextToken").is_none());
+
+    // The suppressor is echoed, and holds back c2's actions while it is in ALARM.
+    let c2 = w.composite("c2").await;
+    assert_eq!(c2["ActionsSuppressor"], "z");
+    assert_eq!(c2["ActionsSuppressorWaitPeriod"], 30);
+    assert_eq!(c2["ActionsSuppressorExtensionPeriod"], 60);
+    w.set("z", "ALARM").await;
+    w.set("a", "OK").await;
+    w.set("b", "ALARM").await;
+    let c2 = w.composite("c2").await;
+    assert_eq!(c2["StateValue"], "ALARM");
+    assert_eq!(c2["ActionsSuppressedBy"], "Alarm");
+}
+
+/// An alarm no data moves: with `TreatMissingData: ignore` the evaluator keeps whatever state
+/// SetAlarmState gave it.
+fn steady_alarm(name: &str) -> Value {
+    let mut alarm = quiet_alarm(name);
+    alarm["TreatMissingData"] = json!("ignore");
+    alarm
+}
+
+impl World {
+    async fn tick(&self, ms: i64) {
+        self.at(ms);
+        self.cw.evaluate_alarms().await.expect("evaluation");
+    }
+
+    /// The transitions fired for `alarm` so far: (new state, actions).
+    fn fired_for(&self, alarm: &str) -> Vec<(String, Vec<String>)> {
+        self.fired
+            .0
+            .lock()
+            .iter()
+            .filter(|t| t.alarm_name == alarm)
+            .map(|t| (t.new_state.clone(), t.actions.clone()))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn suppressed_actions_wait_for_their_periods_then_fire_or_are_dropped() {
+    let w = World::new();
+    w.at(T0);
+    w.ok("PutMetricAlarm", steady_alarm("a")).await;
+    w.ok("PutMetricAlarm", steady_alarm("maintenance")).await;
+    let page = "arn:aws:sns:us-east-1:000000000000:page";
+    let calm = "arn:aws:sns:us-east-1:000000000000:calm";
+    w.ok(
+        "PutCompositeAlarm",
+        json!({"AlarmName": "c", "AlarmRule": "ALARM(a)", "AlarmActions": [page],
+               "OKActions": [calm], "ActionsSuppressor": "maintenance",
+               "ActionsSuppressorWaitPeriod": 60, "ActionsSuppressorExtensionPeriod": 120}),
+    )
+    .await;
+    w.tick(T0 + 500).await;
+    assert_eq!(
+        w.fired_for("c"),
+        vec![("OK".to_string(), vec![calm.to_string()])]
+    );
+
+    // Into ALARM with the suppressor quiet: the actions wait up to 60 s for it.
+    w.at(T0 + 1_000);
+    w.set("a", "ALARM").await;
+    let c = w.composite("c").await;
+    assert_eq!(c["StateValue"], "ALARM");
+    assert_eq!(c["ActionsSuppressedBy"], "WaitPeriod");
+    assert!(
+        c["ActionsSuppressedReason"]
+            .as_str()
+            .unwrap()
+            .contains("maintenance"),
+        "{c}"
+    );
+    w.tick(T0 + 60_000).await;
+    assert_eq!(w.fired_for("c").len(), 1, "held during the wait period");
+    // It ends: the actions run once, and nothing is suppressed any more.
+    w.tick(T0 + 61_000).await;
+    assert_eq!(
+        w.fired_for("c")[1],
+        ("ALARM".to_string(), vec![page.to_string()])
+    );
+    let c = w.composite("c").await;
+    assert!(c.get("ActionsSuppressedBy").is_none(), "{c}");
+    assert!(c.get("ActionsSuppressedReason").is_none(), "{c}");
+    w.tick(T0 + 200_000).await;
+    assert_eq!(w.fired_for("c").len(), 2, "fired once");
+
+    // Out and back in; the suppressor goes into ALARM during the wait: held as long as it
+    // stays there, then for the extension period.
+    w.at(T0 + 300_000);
+    w.set("a", "OK").await;
+    assert_eq!(w.fired_for("c").len(), 3, "OK actions run at once");
+    w.at(T0 + 301_000);
+    w.set("a", "ALARM").await;
+    w.at(T0 + 310_000);
+    w.set("maintenance", "ALARM").await;
+    w.tick(T0 + 311_000).await;
+    assert_eq!(w.composite("c").await["ActionsSuppressedBy"], "Alarm");
+    w.tick(T0 + 1_000_000).await;
+    assert_eq!(w.composite("c").await["ActionsSuppressedBy"], "Alarm");
+    assert_eq!(w.fired_for("c").len(), 3);
+    w.at(T0 + 1_100_000);
+    w.set("maintenance", "OK").await;
+    w.tick(T0 + 1_101_000).await;
+    assert_eq!(
+        w.composite("c").await["ActionsSuppressedBy"],
+        "ExtensionPeriod"
+    );
+    w.tick(T0 + 1_220_000).await;
+    assert_eq!(w.fired_for("c").len(), 3, "held for the extension period");
+    w.tick(T0 + 1_221_000).await;
+    assert_eq!(
+        w.fired_for("c")[3],
+        ("ALARM".to_string(), vec![page.to_string()])
+    );
+    let history = w
+        .ok(
+            "DescribeAlarmHistory",
+            json!({"AlarmName": "c", "HistoryItemType": "Action",
+                   "AlarmTypes": ["CompositeAlarm"]}),
+        )
+        .await;
+    let actions: Vec<&str> = history["AlarmHistoryItems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["HistorySummary"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            format!("Successfully executed action {page}"),
+            format!("Successfully executed action {calm}"),
+            format!("Successfully executed action {page}"),
+            format!("Successfully executed action {calm}"),
+        ]
+    );
+
+    // A composite that leaves ALARM during the wait drops the held actions.
+    w.at(T0 + 1_300_000);
+    w.set("a", "OK").await;
+    w.at(T0 + 1_301_000);
+    w.set("a", "ALARM").await;
+    assert_eq!(w.composite("c").await["ActionsSuppressedBy"], "WaitPeriod");
+    w.at(T0 + 1_302_000);
+    w.set("a", "OK").await;
+    assert!(w.composite("c").await.get("ActionsSuppressedBy").is_none());
+    w.tick(T0 + 1_500_000).await;
+    let states: Vec<String> = w.fired_for("c").into_iter().map(|(s, _)| s).collect();
+    assert_eq!(states, vec!["OK", "ALARM", "OK", "ALARM", "OK", "OK"]);
+}
+
+#[tokio::test]
+async fn a_restart_brings_a_parent_the_crash_left_behind_up_to_date() {
+    let w = World::new();
+    w.at(T0);
+    w.ok("PutMetricAlarm", steady_alarm("a")).await;
+    w.ok(
+        "PutCompositeAlarm",
+        json!({"AlarmName": "c", "AlarmRule": "ALARM(a)"}),
+    )
+    .await;
+    w.ok(
+        "PutCompositeAlarm",
+        json!({"AlarmName": "top", "AlarmRule": "ALARM(c)"}),
+    )
+    .await;
+    w.tick(T0 + 1_000).await;
+    assert_eq!(w.composite("c").await["StateValue"], "OK");
+    // The crash window: the child's transition is committed, its parents never judged.
+    let partition = "000000000000/us-east-1";
+    let record = w
+        .store
+        .get("cloudwatch.alarm", partition, "a")
+        .await
+        .unwrap()
+        .expect("alarm record");
+    let mut value = record.value;
+    value["alarm"]["StateValue"] = json!("ALARM");
+    value["alarm"]["StateTransitionedTimestamp"] = json!(secs(T0 + 1_500));
+    value["alarm"]["StateUpdatedTimestamp"] = json!(secs(T0 + 1_500));
+    w.store
+        .commit(vec![Op::put(
+            "cloudwatch.alarm",
+            partition,
+            "a",
+            value,
+            Expect::Version(record.version),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(w.state("a").await, "ALARM");
+    assert_eq!(
+        w.composite("c").await["StateValue"],
+        "OK",
+        "stale until caught up"
+    );
+
+    let restarted = World::on(w.store.clone(), T0 + 2_000);
+    restarted.tick(T0 + 2_000).await;
+    assert_eq!(restarted.composite("c").await["StateValue"], "ALARM");
+    assert_eq!(restarted.composite("top").await["StateValue"], "ALARM");
+    assert_eq!(restarted.fired_for("c").len(), 1);
+    // Once: the next tick finds nothing to catch up.
+    restarted.tick(T0 + 3_000).await;
+    assert_eq!(restarted.fired_for("c").len(), 1);
+
+    // A state SetAlarmState gave a composite after its children last moved survives a restart.
+    restarted.at(T0 + 4_000);
+    restarted.set("c", "OK").await;
+    let again = World::on(w.store.clone(), T0 + 5_000);
+    again.tick(T0 + 5_000).await;
+    assert_eq!(again.composite("c").await["StateValue"], "OK");
+    assert!(again.fired_for("c").is_empty());
+}
+
+#[tokio::test]
+async fn history_of_one_millisecond_lists_in_write_order() {
+    let w = World::new();
+    w.at(T0);
+    w.ok("PutMetricAlarm", steady_alarm("a")).await;
+    let reasons: Vec<String> = (0..12).map(|i| format!("step {i}")).collect();
+    for (i, reason) in reasons.iter().enumerate() {
+        let state = ["ALARM", "OK"][i % 2];
+        w.ok(
+            "SetAlarmState",
+            json!({"AlarmName": "a", "StateValue": state, "StateReason": reason}),
+        )
+        .await;
+    }
+    let history = w
+        .ok(
+            "DescribeAlarmHistory",
+            json!({"AlarmName": "a", "HistoryItemType": "StateUpdate"}),
+        )
+        .await;
+    let listed: Vec<String> = history["AlarmHistoryItems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let data: Value = serde_json::from_str(i["HistoryData"].as_str().unwrap()).unwrap();
+            data["newState"]["stateReason"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let newest_first: Vec<String> = reasons.iter().rev().cloned().collect();
+    assert_eq!(listed, newest_first);
+}
+
+#[tokio::test]
+async fn evaluation_interval_is_refused_beside_a_metric() {
+    let w = World::new();
+    let mut alarm = quiet_alarm("a");
+    alarm["EvaluationInterval"] = json!(60);
+    let e = w.err("PutMetricAlarm", alarm).await;
+    assert_eq!(e.code, "InvalidParameterCombination", "{e}");
+    let out = w.ok("DescribeAlarms", json!({})).await;
+    assert_eq!(out["MetricAlarms"], json!([]));
+}
+
+#[tokio::test]
+async fn one_alarm_is_named_by_at_most_150_composites() {
+    let w = World::new();
+    w.at(T0);
+    w.ok("PutMetricAlarm", steady_alarm("a")).await;
+    for i in 0..150 {
+        w.ok(
+            "PutCompositeAlarm",
+            json!({"AlarmName": format!("c{i:03}"), "AlarmRule": "ALARM(a)"}),
+        )
+        .await;
+    }
+    // Putting one of them again is no new parent.
+    w.ok(
+        "PutCompositeAlarm",
+        json!({"AlarmName": "c000", "AlarmRule": "OK(a)"}),
+    )
+    .await;
+    let e = w
+        .err(
+            "PutCompositeAlarm",
+            json!({"AlarmName": "one-too-many", "AlarmRule": "ALARM(a)"}),
+        )
+        .await;
+    assert_eq!(e.code, "LimitExceeded", "{e}");
+    let (_, composites) = w
+        .names(json!({"ParentsOfAlarmName": "a", "MaxRecords": 100}))
+        .await;
+    assert!(!composites.contains(&"one-too-many".to_string()));
+    let absent = w
+        .ok(
+            "DescribeAlarms",
+            json!({"AlarmNames": ["one-too-many"], "AlarmTypes": ["CompositeAlarm"]}),
+        )
+        .await;
+    assert_eq!(absent["CompositeAlarms"], json!([]));
 }

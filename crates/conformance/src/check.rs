@@ -403,6 +403,67 @@ fn walk(path: &str, expected: &Value, actual: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// The structure shape in `op`'s output that `found` (an object a Describe returned) is an
+/// instance of: the first, nearest the top, whose members include every key of `found`.
+pub fn shape_of(model: &Model, op: &str, found: &Value) -> Option<String> {
+    let keys: Vec<&String> = found.as_object()?.keys().collect();
+    let mut queue: Vec<String> = model
+        .output_shape(op)
+        .map(String::from)
+        .into_iter()
+        .collect();
+    let mut seen: Vec<String> = Vec::new();
+    while !queue.is_empty() {
+        let name = queue.remove(0);
+        if seen.contains(&name) {
+            continue;
+        }
+        seen.push(name.clone());
+        let Some(shape) = model.shape(&name) else {
+            continue;
+        };
+        match shape["type"].as_str() {
+            Some("structure") => {
+                let members = shape["members"].as_object()?;
+                if keys.iter().all(|k| members.contains_key(*k)) {
+                    return Some(name);
+                }
+                queue.extend(members_of(shape).into_iter().map(|(_, s)| s));
+            }
+            Some("list") => queue.extend(shape["member"]["shape"].as_str().map(String::from)),
+            Some("map") => queue.extend(shape["value"]["shape"].as_str().map(String::from)),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The members of `request` that the model says `shape` has and `found` (an instance of it)
+/// lacks: what a Create accepted and its Describe dropped. Empty lists and objects are left
+/// out, as services leave out an empty collection.
+pub fn dropped_members(model: &Model, shape: &str, request: &Value, found: &Value) -> Vec<String> {
+    let (Some(request), Some(found), Some(members)) = (
+        request.as_object(),
+        found.as_object(),
+        model.shape(shape).and_then(|s| s["members"].as_object()),
+    ) else {
+        return Vec::new();
+    };
+    request
+        .iter()
+        .filter(|(k, v)| {
+            let empty = match v {
+                Value::Array(a) => a.is_empty(),
+                Value::Object(o) => o.is_empty(),
+                Value::Null => true,
+                _ => false,
+            };
+            !empty && members.contains_key(*k) && !found.contains_key(*k)
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
 /// Whether `arn` is an ARN whose resource part ends with the identifier `short`.
 fn is_long_form_of(arn: &str, short: &str) -> bool {
     !short.is_empty()
@@ -425,6 +486,22 @@ mod tests {
         assert!(!subset_diffs(&json!({"td": "eb:3"}), &json!({"td": arn})).is_empty());
         assert!(!subset_diffs(&json!({"td": "web:4"}), &json!({"td": arn})).is_empty());
         assert!(!subset_diffs(&json!({"td": "web:3"}), &json!({"td": "x/web:3"})).is_empty());
+    }
+
+    #[test]
+    fn a_member_the_answer_shape_has_but_the_answer_lacks_was_dropped() {
+        let mut m = model();
+        m.service_json["operations"]["Describe"] = json!({"output": {"shape": "Listing"}});
+        m.service_json["shapes"]["Listing"] =
+            json!({"type": "structure", "members": {"items": {"shape": "Items"}}});
+        m.service_json["shapes"]["Items"] = json!({"type": "list", "member": {"shape": "Out"}});
+        let found = json!({"id": "a", "status": "ON"});
+        assert_eq!(shape_of(&m, "Describe", &found).as_deref(), Some("Out"));
+        // `n` is a member of Out and was sent; `token` is not one; `at` was sent empty.
+        let request = json!({"id": "a", "n": 3, "token": "t", "at": null});
+        assert_eq!(dropped_members(&m, "Out", &request, &found), vec!["n"]);
+        assert!(dropped_members(&m, "Out", &json!({"id": "a"}), &found).is_empty());
+        assert_eq!(shape_of(&m, "Describe", &json!({"unknown": 1})), None);
     }
 
     fn model() -> Model {

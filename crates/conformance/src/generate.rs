@@ -115,6 +115,12 @@ pub struct Generator<'a> {
     /// requests, so they name resources that exist (see [`crate::Profile::bindings`]).
     bindings: Map<String, Value>,
     bind: bool,
+    /// The member a bound request keeps of a group it must name exactly one of (the first
+    /// otherwise; see [`REQUIRES_ONE_OF`]).
+    prefer: Option<String>,
+    /// Top-level members bound requests generate anew rather than bind (the name of the
+    /// resource a create makes; see [`crate::Profile::fresh_names`]).
+    fresh: Vec<String>,
     patterns: HashMap<String, Option<Regex>>,
     counter: u64,
     body_limit: usize,
@@ -138,6 +144,8 @@ impl<'a> Generator<'a> {
             rng: Rng::new(seed),
             bindings: Map::new(),
             bind: false,
+            prefer: None,
+            fresh: Vec::new(),
             patterns: HashMap::new(),
             counter: 0,
             body_limit: DEFAULT_BODY_LIMIT,
@@ -193,6 +201,12 @@ impl<'a> Generator<'a> {
 
     pub fn with_bindings(mut self, bindings: Map<String, Value>) -> Self {
         self.bindings = bindings;
+        self
+    }
+
+    /// Bound requests generate these top-level members anew instead of binding them.
+    pub fn with_fresh(mut self, members: &[&str]) -> Self {
+        self.fresh = members.iter().map(|m| m.to_string()).collect();
         self
     }
 
@@ -276,20 +290,73 @@ impl<'a> Generator<'a> {
         // Every constrained value of the maximal request at its lower and upper bound, one site
         // at a time (a list at its maximum length holds minimal entries), as long as the body
         // stays within the limit; a bound that cannot is noted, not shrunk.
-        let base = self.request(op, Mode::Maximal, true);
-        let mut sites = Vec::new();
-        self.sites(&input, &base, String::new(), &mut sites);
-        for site in sites {
-            let s = self.shape(&site.shape);
-            for (which, bound) in [("min", &s["min"]), ("max", &s["max"])] {
-                let Some(bound) = bound.as_f64() else {
+        // A request that must name one of a group names the first; each other member gets a
+        // bound maximal request of its own, so its constraints are reached too.
+        let mut bases = vec![self.request(op, Mode::Maximal, true)];
+        if !self.bindings.is_empty() {
+            for member in one_of_alternatives(&input_shape) {
+                self.prefer = Some(member.clone());
+                let body = self.request(op, Mode::Maximal, true);
+                self.prefer = None;
+                cases.push(Case {
+                    label: format!("maximal, bound, with {member}"),
+                    body: body.clone(),
+                });
+                bases.push(body);
+            }
+        }
+        for base in &bases {
+            let mut sites = Vec::new();
+            self.sites(&input, base, String::new(), &mut sites);
+            for site in sites {
+                let s = self.shape(&site.shape);
+                for (which, bound) in [("min", &s["min"]), ("max", &s["max"])] {
+                    let Some(bound) = bound.as_f64() else {
+                        continue;
+                    };
+                    let label = format!("{which} {} ({bound})", site.pointer);
+                    if cases.iter().any(|c| c.label == label) {
+                        continue;
+                    }
+                    let room = self.room(base, &site.pointer);
+                    let v = self.at_bound(&site.shape, bound, room);
+                    if let Some(body) = self.place(&label, base, &site.pointer, v) {
+                        cases.push(Case { label, body });
+                    }
+                }
+            }
+        }
+        // Every value of each nested enum too, once per enum shape, at its first site in a
+        // bound maximal request (top-level enums had theirs above).
+        let mut covered: Vec<String> = members.iter().map(|(_, m)| m.clone()).collect();
+        for base in &bases {
+            let mut sites = Vec::new();
+            self.sites(&input, base, String::new(), &mut sites);
+            for site in sites {
+                if site.pointer.matches('/').count() < 2 || covered.contains(&site.shape) {
+                    continue;
+                }
+                let s = self.shape(&site.shape);
+                let Some(values) = s["enum"].as_array() else {
                     continue;
                 };
-                let label = format!("{which} {} ({bound})", site.pointer);
-                let room = self.room(&base, &site.pointer);
-                let v = self.at_bound(&site.shape, bound, room);
-                if let Some(body) = self.place(&label, &base, &site.pointer, v) {
-                    cases.push(Case { label, body });
+                covered.push(site.shape.clone());
+                for v in values {
+                    if base.pointer(&site.pointer) == Some(v) {
+                        continue;
+                    }
+                    let mut body = base.clone();
+                    if let Some(slot) = body.pointer_mut(&site.pointer) {
+                        *slot = v.clone();
+                        cases.push(Case {
+                            label: format!(
+                                "enum {}={}",
+                                site.pointer,
+                                v.as_str().unwrap_or_default()
+                            ),
+                            body,
+                        });
+                    }
                 }
             }
         }
@@ -553,7 +620,7 @@ impl<'a> Generator<'a> {
                 if len + 2 > room {
                     return Sized::TooLarge(len + 2);
                 }
-                Sized::Value(Value::String(self.string_of_len(&s, len)))
+                Sized::Value(Value::String(self.string_of_len(&s, len, true)))
             }
             "list" => {
                 let Some(member) = s["member"]["shape"].as_str().map(str::to_string) else {
@@ -646,10 +713,11 @@ impl<'a> Generator<'a> {
                     if !wanted || (union && !obj.is_empty()) {
                         continue;
                     }
+                    let fresh = depth == 0 && self.fresh.contains(&name);
                     let bound = self
                         .bindings
                         .get(&name)
-                        .filter(|b| self.bind && self.fits(b, &member_shape))
+                        .filter(|b| self.bind && !fresh && self.fits(b, &member_shape))
                         .cloned();
                     let v = match bound {
                         // A null binding leaves the member out of bound requests.
@@ -660,8 +728,8 @@ impl<'a> Generator<'a> {
                     obj.insert(name, v);
                 }
                 // A bound request is meant to be accepted: of each group it must name exactly
-                // one of, it keeps the first it holds (unbound ones keep all, which the server
-                // must refuse).
+                // one of, it keeps the preferred member or else the first it holds (unbound
+                // ones keep all, which the server must refuse).
                 if self.bind {
                     for group in s[REQUIRES_ONE_OF].as_array().into_iter().flatten() {
                         let held: Vec<&str> = group
@@ -671,7 +739,13 @@ impl<'a> Generator<'a> {
                             .filter_map(Value::as_str)
                             .filter(|m| obj.contains_key(*m))
                             .collect();
-                        for extra in held.iter().skip(1) {
+                        let keep = self
+                            .prefer
+                            .as_deref()
+                            .filter(|p| held.contains(p))
+                            .or(held.first().copied())
+                            .map(str::to_string);
+                        for extra in held.iter().filter(|m| Some(**m) != keep.as_deref()) {
                             obj.remove(*extra);
                         }
                     }
@@ -703,7 +777,7 @@ impl<'a> Generator<'a> {
                     return values[i].clone();
                 }
                 let len = count(&s, DEFAULT_LEN);
-                Value::String(self.string_of_len(&s, len))
+                Value::String(self.string_of_len(&s, len, false))
             }
             "integer" | "long" => {
                 let min = s["min"].as_f64().map(|m| m as i64).unwrap_or(1);
@@ -726,9 +800,14 @@ impl<'a> Generator<'a> {
         }
     }
 
-    /// A string of exactly `len` characters from `[a-z0-9-]` (the alphabet every ECS name
-    /// accepts), unique within the run, that matches the shape's pattern where it has one.
-    fn string_of_len(&mut self, s: &Value, len: usize) -> String {
+    /// A string of `len` characters from `[a-z0-9-]` (the alphabet every ECS name accepts),
+    /// unique within the run; where the shape has a pattern it does not match in full, one
+    /// built from the pattern (see [`crate::pattern`]).
+    ///
+    /// With `exact`, the string is `len` long even where the pattern then cannot match (a bound
+    /// or a deliberately broken length); without, a pattern that fixes the length (`[0-9]{12}`)
+    /// wins over `len`.
+    fn string_of_len(&mut self, s: &Value, len: usize, exact: bool) -> String {
         const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
         self.counter += 1;
         // Start with a letter and keep a run counter in the middle so names do not collide.
@@ -743,8 +822,30 @@ impl<'a> Generator<'a> {
             let c = ALPHABET[self.rng.below(ALPHABET.len() as u64) as usize] as char;
             out.push(if out.len() % 7 == 3 { '-' } else { c });
         }
-        if let Some(p) = s["pattern"].as_str()
-            && let Some(re) = self.pattern(p)
+        let Some(p) = s["pattern"].as_str() else {
+            return out;
+        };
+        // A value the service takes matches its pattern in full (botocore's patterns are
+        // unanchored, but AWS matches them whole), within the shape's length bounds.
+        let whole = self.pattern(&format!("^(?:{p})$"));
+        if whole.as_ref().is_some_and(|re| re.is_match(&out)) {
+            return out;
+        }
+        let within = |v: &str| {
+            let n = v.chars().count();
+            if exact {
+                return n == len;
+            }
+            let n = n as f64;
+            s["min"].as_f64().is_none_or(|m| n >= m) && s["max"].as_f64().is_none_or(|m| n <= m)
+        };
+        if let (Some(re), Some(v)) = (&whole, crate::pattern::generate(p, len, &mut self.rng))
+            && re.is_match(&v)
+            && within(&v)
+        {
+            return v;
+        }
+        if let Some(re) = self.pattern(p)
             && !re.is_match(&out)
         {
             for c in ["a", "A", "1", "x"] {
@@ -756,6 +857,19 @@ impl<'a> Generator<'a> {
         }
         out
     }
+}
+
+/// The members of `shape`'s [`REQUIRES_ONE_OF`] groups that do not stand for their group in
+/// minimal requests (all but the first of each).
+fn one_of_alternatives(shape: &Value) -> Vec<String> {
+    shape[REQUIRES_ONE_OF]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_array)
+        .flat_map(|group| group.iter().skip(1).filter_map(Value::as_str))
+        .map(String::from)
+        .collect()
 }
 
 /// `(member name, member shape)` of a structure shape, in model order.
@@ -778,8 +892,14 @@ pub fn members_of(shape: &Value) -> Vec<(String, String)> {
 /// Whether a binding can stand for a member of `shape`: the same JSON type (members of one name
 /// can differ in type across shapes, like a task's string `cpu` and a container's integer one).
 /// Whether a bound value has the type of `shape` at its top (lists are checked further by
-/// [`Generator::fits`]).
+/// [`Generator::fits`]), and is one of its values where it is an enum (ELBv2's `Type` is a load
+/// balancer's type in one shape and an action's in another).
 fn fits_top(bound: &Value, shape: &Value) -> bool {
+    if let (Value::String(_), Some(values)) = (bound, shape["enum"].as_array())
+        && !values.contains(bound)
+    {
+        return false;
+    }
     matches!(
         (bound, shape["type"].as_str().unwrap_or_default()),
         (Value::Null, _)
@@ -887,6 +1007,43 @@ mod tests {
     }
 
     #[test]
+    fn every_value_of_a_nested_enum_is_sent_once() {
+        let mut m = model();
+        m.service_json["shapes"]["In"]["members"]["inner"] = json!({"shape": "Inner"});
+        m.service_json["shapes"]["Inner"] = json!({"type": "structure", "members": {
+            "mode": {"shape": "Mode"}, "again": {"shape": "Mode"}}});
+        m.service_json["shapes"]["Mode"] = json!({"type": "string", "enum": ["X", "Y", "Z"]});
+        let bindings = match json!({"name": "bound"}) {
+            Value::Object(b) => b,
+            _ => unreachable!(),
+        };
+        let cases = Generator::new(&m, 2)
+            .with_bindings(bindings)
+            .valid_cases("Op");
+        let base = &cases
+            .iter()
+            .find(|c| c.label == "maximal, bound")
+            .unwrap()
+            .body;
+        let nested: Vec<&Case> = cases
+            .iter()
+            .filter(|c| c.label.starts_with("enum /inner/"))
+            .collect();
+        // Two values besides the one the base holds, at the first site of the shape only.
+        assert_eq!(
+            nested.len(),
+            2,
+            "{:?}",
+            nested.iter().map(|c| &c.label).collect::<Vec<_>>()
+        );
+        let mut sent: Vec<&Value> = nested.iter().map(|c| &c.body["inner"]["mode"]).collect();
+        sent.push(&base["inner"]["mode"]);
+        for v in ["X", "Y", "Z"] {
+            assert!(sent.contains(&&json!(v)), "{v} never sent: {sent:?}");
+        }
+    }
+
+    #[test]
     fn a_bound_that_cannot_fit_the_body_is_skipped_with_a_note_and_large_lists_stay_cheap() {
         let mut m = model();
         m.service_json["shapes"]["Tags"]["max"] = json!(100_000);
@@ -935,6 +1092,44 @@ mod tests {
         assert!(body("maximal")["name"].is_string() && body("maximal")["tags"].is_array());
         assert_eq!(body("maximal, bound")["name"], "bound");
         assert!(body("maximal, bound").get("tags").is_none());
+        // The other member of the group gets a bound maximal request of its own, and bound
+        // cases at its constraints.
+        assert_eq!(body("maximal, bound, with tags")["tags"], json!(["x"]));
+        assert!(body("maximal, bound, with tags").get("name").is_none());
+        let at_max = body("max /tags (3)");
+        assert!(at_max.get("name").is_none(), "{at_max}");
+    }
+
+    #[test]
+    fn a_fresh_member_is_generated_anew_in_bound_requests_within_its_pattern() {
+        let bindings = match json!({"name": "fixture", "tags": ["x"]}) {
+            Value::Object(b) => b,
+            _ => unreachable!(),
+        };
+        let m = model();
+        let cases = Generator::new(&m, 5)
+            .with_bindings(bindings.clone())
+            .with_fresh(&["name"])
+            .valid_cases("Op");
+        let bound: Vec<&Case> = cases.iter().filter(|c| c.label.contains("bound")).collect();
+        assert!(!bound.is_empty());
+        let whole = Regex::new("^(?:[a-z0-9-]+)$").unwrap();
+        for case in cases.iter().filter(|c| c.body.get("name").is_some()) {
+            let name = case.body["name"].as_str().unwrap();
+            assert_ne!(name, "fixture", "{}", case.label);
+            assert!(
+                whole.is_match(name) && name.len() <= 5,
+                "{}: {name}",
+                case.label
+            );
+        }
+        // Other members stay bound.
+        assert_eq!(bound[1].body["tags"], json!(["x"]));
+        // Without it, the fixture's name is used.
+        let cases = Generator::new(&m, 5)
+            .with_bindings(bindings)
+            .valid_cases("Op");
+        assert!(cases.iter().any(|c| c.body["name"] == "fixture"));
     }
 
     #[test]

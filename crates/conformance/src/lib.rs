@@ -13,6 +13,7 @@ pub mod check;
 pub mod client;
 pub mod generate;
 pub mod model;
+pub mod pattern;
 pub mod profile;
 pub mod query;
 pub mod suite;

@@ -195,6 +195,13 @@ impl Model {
         out
     }
 
+    /// Whether waiter `name` has an acceptor that ends it in failure.
+    pub fn waiter_has_failure_acceptor(&self, name: &str) -> bool {
+        self.waiters["waiters"][name]["acceptors"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["state"] == "failure"))
+    }
+
     /// The example inputs of `op` from `examples-1.json`.
     pub fn example_inputs(&self, op: &str) -> Vec<Value> {
         self.examples["examples"][op]

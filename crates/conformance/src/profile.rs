@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 mod autoscaling;
 mod cloudwatch;
 pub mod logs;
-mod secretsmanager;
+pub mod secretsmanager;
 
 /// Makes the fixture state every case starts from (after a reset) and returns bindings:
 /// member name → value that "bound" requests use so they name resources that exist.
@@ -27,9 +27,11 @@ pub type SnapshotFn = fn(&Map<String, Value>) -> Vec<(&'static str, Value)>;
 pub struct Echo {
     pub create: &'static str,
     pub describe: &'static str,
-    /// `(identifier form, Describe body)` for each way the created resource can be named
-    /// (name, full ARN, …), from the create request and its response.
-    pub lookups: fn(request: &Value, response: &Value) -> Vec<(String, Value)>,
+    /// `(identifier form, Describe body)` for each way AWS lets the created resource be named
+    /// (name, full ARN, partial ARN, `family:revision`, …), from the create request, its
+    /// response and `found`: what the Describe of the first form returned (`null` until then),
+    /// for forms only a Describe tells (a log group's ARN). Each form is checked on its own.
+    pub lookups: fn(request: &Value, response: &Value, found: &Value) -> Vec<(String, Value)>,
     /// The object in the Describe answer that must contain the request.
     pub pick: fn(request: &Value, describe: &Value) -> Option<Value>,
 }
@@ -76,6 +78,18 @@ pub struct Profile {
     pub waiter_scenarios: Vec<(&'static str, WaiterScenario)>,
     /// Waiters no scenario can reach yet, with the reason (reported as not applicable).
     pub waiter_not_applicable: Vec<(&'static str, &'static str)>,
+    /// Waiter name → a scenario that drives the state into one of the waiter's `failure`
+    /// acceptors: boto3's wait must then stop with "terminal failure state", not time out.
+    pub waiter_failures: Vec<(&'static str, WaiterScenario)>,
+    /// Operation → the top-level members that name the resource it creates. Bound requests
+    /// generate these anew (seeded, within the member's length and pattern) instead of taking
+    /// the fixture's binding, which names a resource that exists already: a bound
+    /// CreateLogGroup would otherwise only ever meet `ResourceAlreadyExistsException`.
+    pub fresh_names: Vec<(&'static str, &'static [&'static str])>,
+    /// `(create, member, why)`: members a create accepts that its Describe does not give back
+    /// yet, though the answer's shape has them. Reported once each as not applicable instead of
+    /// failing every echo; any other dropped member fails.
+    pub echo_unreturned: Vec<(&'static str, &'static str, &'static str)>,
 }
 
 impl Profile {
@@ -92,6 +106,9 @@ impl Profile {
             volatile: Vec::new(),
             waiter_scenarios: Vec::new(),
             waiter_not_applicable: Vec::new(),
+            waiter_failures: Vec::new(),
+            fresh_names: Vec::new(),
+            echo_unreturned: Vec::new(),
         }
     }
 
@@ -105,7 +122,7 @@ impl Profile {
                 Echo {
                     create: "CreateCluster",
                     describe: "DescribeClusters",
-                    lookups: |_, resp| {
+                    lookups: |_, resp, _| {
                         let include = json!(["SETTINGS", "TAGS", "CONFIGURATIONS"]);
                         let c = &resp["cluster"];
                         vec![
@@ -124,7 +141,7 @@ impl Profile {
                 Echo {
                     create: "RegisterTaskDefinition",
                     describe: "DescribeTaskDefinition",
-                    lookups: |_, resp| {
+                    lookups: |_, resp, _| {
                         let td = &resp["taskDefinition"];
                         let family = td["family"].as_str().unwrap_or_default();
                         let rev = td["revision"].as_i64().unwrap_or_default();
@@ -155,26 +172,33 @@ impl Profile {
                 Echo {
                     create: "CreateService",
                     describe: "DescribeServices",
-                    lookups: |req, resp| {
+                    // A service is named within its cluster, and the cluster by name or ARN.
+                    lookups: |req, resp, _| {
                         let svc = &resp["service"];
                         let cluster = req.get("cluster").cloned().unwrap_or(json!("default"));
-                        vec![
-                            (
-                                "name".into(),
-                                json!({"cluster": cluster, "services": [svc["serviceName"]], "include": ["TAGS"]}),
-                            ),
-                            (
-                                "full ARN".into(),
-                                json!({"cluster": cluster, "services": [svc["serviceArn"]], "include": ["TAGS"]}),
-                            ),
-                        ]
+                        let mut forms = Vec::new();
+                        for (cluster_form, cluster) in [
+                            ("", cluster),
+                            (", cluster by ARN", svc["clusterArn"].clone()),
+                        ] {
+                            for (form, id) in [
+                                ("name", &svc["serviceName"]),
+                                ("full ARN", &svc["serviceArn"]),
+                            ] {
+                                forms.push((
+                                    format!("{form}{cluster_form}"),
+                                    json!({"cluster": cluster, "services": [id], "include": ["TAGS"]}),
+                                ));
+                            }
+                        }
+                        forms
                     },
                     pick: |_, d| d["services"].get(0).cloned(),
                 },
                 Echo {
                     create: "CreateCapacityProvider",
                     describe: "DescribeCapacityProviders",
-                    lookups: |_, resp| {
+                    lookups: |_, resp, _| {
                         let cp = &resp["capacityProvider"];
                         vec![
                             (
@@ -192,7 +216,7 @@ impl Profile {
                 Echo {
                     create: "PutAccountSetting",
                     describe: "ListAccountSettings",
-                    lookups: |req, _| {
+                    lookups: |req, _, _| {
                         let mut body = json!({"name": req["name"]});
                         if let Some(p) = req.get("principalArn") {
                             body["principalArn"] = p.clone();
@@ -326,6 +350,17 @@ impl Profile {
             page_not_applicable: vec![],
             page_items: vec![],
             volatile: vec![],
+            echo_unreturned: vec![],
+            // Each drives the state into a failure acceptor: a task that stopped, a service
+            // deleted (INACTIVE), a service that never was (MISSING).
+            waiter_failures: vec![
+                ("TasksRunning", |c| agent_task(c, &["RUNNING", "STOPPED"])),
+                ("ServicesStable", services_inactive),
+                ("ServicesInactive", |_| {
+                    Ok(json!({"cluster": "conformance", "services": ["never-created"]}))
+                }),
+            ],
+            fresh_names: vec![],
             waiter_not_applicable: vec![],
             waiter_scenarios: vec![
                 ("TasksRunning", |c| agent_task(c, &["RUNNING"])),
@@ -597,6 +632,8 @@ fn ecs_setup(c: &Client) -> Result<Map<String, Value>> {
         "deploymentConfiguration": {"maximumPercent": 200, "minimumHealthyPercent": 50,
             "deploymentCircuitBreaker": {"enable": true, "rollback": false}},
         "capacityProviders": ["FARGATE"],
+        // A strategy over the bound providers with one base, as ECS requires.
+        "defaultCapacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1, "base": 0}],
         "capacityProvider": "FARGATE",
         "principalArn": format!("arn:aws:iam::{account}:root"),
         "taskRoleArn": role,
@@ -695,17 +732,34 @@ impl Profile {
                 }
                 calls
             },
-            echoes: vec![Echo {
-                create: "PutImageTagMutability",
-                describe: "DescribeRepositories",
-                lookups: |req, _| {
-                    vec![(
-                        "name".into(),
-                        json!({"repositoryNames": [req["repositoryName"]]}),
-                    )]
+            // ECR names a repository by name only, within a registry: the caller's by default,
+            // or named by `registryId` (the account).
+            echoes: vec![
+                Echo {
+                    create: "CreateRepository",
+                    describe: "DescribeRepositories",
+                    lookups: |_, resp, _| ecr_repository_forms(&resp["repository"]),
+                    pick: |_, d| d["repositories"].get(0).cloned(),
                 },
-                pick: |_, d| d["repositories"].get(0).cloned(),
-            }],
+                Echo {
+                    create: "PutImageTagMutability",
+                    describe: "DescribeRepositories",
+                    lookups: |_, resp, _| ecr_repository_forms(resp),
+                    pick: |_, d| d["repositories"].get(0).cloned(),
+                },
+                Echo {
+                    create: "PutLifecyclePolicy",
+                    describe: "GetLifecyclePolicy",
+                    lookups: |_, resp, _| ecr_repository_named(resp),
+                    pick: |_, d| Some(d.clone()).filter(|d| d.get("lifecyclePolicyText").is_some()),
+                },
+                Echo {
+                    create: "SetRepositoryPolicy",
+                    describe: "GetRepositoryPolicy",
+                    lookups: |_, resp, _| ecr_repository_named(resp),
+                    pick: |_, d| Some(d.clone()).filter(|d| d.get("policyText").is_some()),
+                },
+            ],
             page_fixtures: vec![
                 PageFixture {
                     op: "DescribeRepositories",
@@ -748,6 +802,9 @@ impl Profile {
             page_not_applicable: vec![],
             page_items: vec![],
             volatile: vec![],
+            waiter_failures: vec![],
+            fresh_names: vec![("CreateRepository", &["repositoryName"])],
+            echo_unreturned: vec![],
             waiter_not_applicable: vec![],
             waiter_scenarios: vec![("LifecyclePolicyPreviewComplete", |c| {
                 let r = c
@@ -760,6 +817,32 @@ impl Profile {
             })],
         }
     }
+}
+
+/// DescribeRepositories bodies naming the repository `answer` describes (a CreateRepository's
+/// `repository`, a PutImageTagMutability answer): by name, and by name in its registry.
+fn ecr_repository_forms(answer: &Value) -> Vec<(String, Value)> {
+    let name = &answer["repositoryName"];
+    vec![
+        ("name".into(), json!({"repositoryNames": [name]})),
+        (
+            "name and registryId".into(),
+            json!({"repositoryNames": [name], "registryId": answer["registryId"]}),
+        ),
+    ]
+}
+
+/// Bodies naming one repository by `repositoryName`, alone and with its `registryId`, as an
+/// answer that names it gives them.
+fn ecr_repository_named(answer: &Value) -> Vec<(String, Value)> {
+    let name = &answer["repositoryName"];
+    vec![
+        ("name".into(), json!({"repositoryName": name})),
+        (
+            "name and registryId".into(),
+            json!({"repositoryName": name, "registryId": answer["registryId"]}),
+        ),
+    ]
 }
 
 /// A StartLifecyclePolicyPreview body for the fixture repository: a policy that keeps only the
@@ -808,6 +891,15 @@ fn ecr_setup(c: &Client) -> Result<Map<String, Value>> {
     }
     let bindings = json!({
         "repositoryName": "conformance",
+        // The account's own registry: a generated one is another account's, which ECR refuses.
+        "registryId": repo["repository"]["registryId"],
+        // The mutability that takes the exclusion filters a maximal request carries.
+        "imageTagMutability": "IMMUTABLE_WITH_EXCLUSION",
+        // Policies ECR accepts (generated text is not JSON), so bound puts reach the write.
+        "lifecyclePolicyText": ecr_keep_newest_preview()["lifecyclePolicyText"],
+        "policyText": json!({"Version": "2012-10-17", "Statement": [{
+            "Sid": "conformance", "Effect": "Allow", "Principal": "*",
+            "Action": ["ecr:BatchGetImage"]}]}).to_string(),
         "resourceArn": repo["repository"]["repositoryArn"],
         "imageTag": "bound",
     });
@@ -847,21 +939,82 @@ impl Profile {
                 }
                 calls
             },
-            echoes: vec![Echo {
-                create: "CreateTargetGroup",
-                describe: "DescribeTargetGroups",
-                lookups: |_, resp| {
-                    let tg = &resp["TargetGroups"][0];
-                    vec![
-                        ("name".into(), json!({"Names": [tg["TargetGroupName"]]})),
-                        (
-                            "ARN".into(),
-                            json!({"TargetGroupArns": [tg["TargetGroupArn"]]}),
-                        ),
-                    ]
+            // ELBv2 names load balancers and target groups by name or ARN, listeners and
+            // rules by ARN only (or through their parent's ARN).
+            echoes: vec![
+                Echo {
+                    create: "CreateTargetGroup",
+                    describe: "DescribeTargetGroups",
+                    lookups: |_, resp, _| {
+                        let tg = &resp["TargetGroups"][0];
+                        vec![
+                            ("name".into(), json!({"Names": [tg["TargetGroupName"]]})),
+                            (
+                                "ARN".into(),
+                                json!({"TargetGroupArns": [tg["TargetGroupArn"]]}),
+                            ),
+                        ]
+                    },
+                    pick: |_, d| d["TargetGroups"].get(0).cloned(),
                 },
-                pick: |_, d| d["TargetGroups"].get(0).cloned(),
-            }],
+                Echo {
+                    create: "CreateLoadBalancer",
+                    describe: "DescribeLoadBalancers",
+                    lookups: |_, resp, _| {
+                        let lb = &resp["LoadBalancers"][0];
+                        vec![
+                            ("name".into(), json!({"Names": [lb["LoadBalancerName"]]})),
+                            (
+                                "ARN".into(),
+                                json!({"LoadBalancerArns": [lb["LoadBalancerArn"]]}),
+                            ),
+                        ]
+                    },
+                    pick: |_, d| d["LoadBalancers"].get(0).cloned(),
+                },
+                Echo {
+                    create: "CreateListener",
+                    describe: "DescribeListeners",
+                    lookups: |_, resp, _| {
+                        let l = &resp["Listeners"][0];
+                        vec![
+                            ("ARN".into(), json!({"ListenerArns": [l["ListenerArn"]]})),
+                            (
+                                "load balancer ARN".into(),
+                                json!({"LoadBalancerArn": l["LoadBalancerArn"]}),
+                            ),
+                        ]
+                    },
+                    // Through its load balancer every listener comes: the one on the port.
+                    pick: |req, d| {
+                        let listeners = d["Listeners"].as_array()?;
+                        match req.get("Port") {
+                            Some(port) => listeners.iter().find(|l| l["Port"] == *port).cloned(),
+                            None => listeners.first().cloned(),
+                        }
+                    },
+                },
+                Echo {
+                    create: "CreateRule",
+                    describe: "DescribeRules",
+                    lookups: |_, resp, _| {
+                        let r = &resp["Rules"][0];
+                        vec![("ARN".into(), json!({"RuleArns": [r["RuleArn"]]}))]
+                    },
+                    // The model gives a rule's priority as text in answers, a number in
+                    // requests: compared as the number.
+                    pick: |_, d| {
+                        let mut rule = d["Rules"].get(0)?.clone();
+                        if let Some(n) = rule["Priority"]
+                            .as_str()
+                            .and_then(|p| p.parse::<i64>().ok())
+                        {
+                            rule["Priority"] = json!(n);
+                        }
+                        Some(rule)
+                    },
+                },
+            ],
             page_fixtures: vec![
                 PageFixture {
                     op: "DescribeLoadBalancers",
@@ -944,6 +1097,7 @@ impl Profile {
                     }
                     Ok(json!({"LoadBalancerArns": [arn]}))
                 }),
+                ("TargetInService", elbv2_target_in_service),
                 ("TargetDeregistered", |c| {
                     let r = c
                         .call(
@@ -972,12 +1126,41 @@ impl Profile {
                     Ok(json!({"TargetGroupArn": tg, "Targets": targets}))
                 }),
             ],
-            waiter_not_applicable: vec![(
-                "TargetInService",
-                "no health checks run until the load balancer's data plane exists",
-            )],
+            waiter_failures: vec![],
+            fresh_names: vec![],
+            echo_unreturned: vec![],
+            waiter_not_applicable: vec![],
         }
     }
+}
+
+/// A target the load balancer's health checker finds healthy: berth's own endpoint on
+/// loopback, as an `ip` target of a group a listener forwards to, whose check takes any answer
+/// below 500 (berth answers `/` with a 4xx).
+fn elbv2_target_in_service(c: &Client) -> std::result::Result<Value, String> {
+    let call = |op: &str, body: Value| -> std::result::Result<Value, String> {
+        ok_json(c.call(op, &body).map_err(|e| e.to_string())?, op)
+    };
+    let lb = elbv2_create_lb(c, "in-service")?;
+    let tg = call(
+        "CreateTargetGroup",
+        json!({"Name": "in-service", "Protocol": "HTTP", "Port": c.addr.port(),
+               "TargetType": "ip", "HealthCheckPath": "/", "HealthCheckIntervalSeconds": 5,
+               "HealthCheckTimeoutSeconds": 2, "HealthyThresholdCount": 2,
+               "Matcher": {"HttpCode": "200-499"}}),
+    )?;
+    let tg = tg["TargetGroups"][0]["TargetGroupArn"].clone();
+    call(
+        "CreateListener",
+        json!({"LoadBalancerArn": lb, "Protocol": "HTTP", "Port": 41_899,
+               "DefaultActions": [{"Type": "forward", "TargetGroupArn": tg}]}),
+    )?;
+    let targets = json!([{"Id": c.addr.ip().to_string(), "Port": c.addr.port()}]);
+    call(
+        "RegisterTargets",
+        json!({"TargetGroupArn": tg, "Targets": targets}),
+    )?;
+    Ok(json!({"TargetGroupArn": tg, "Targets": targets}))
 }
 
 fn elbv2_create_lb(c: &Client, name: &str) -> std::result::Result<String, String> {
@@ -1026,12 +1209,43 @@ fn elbv2_setup(c: &Client) -> Result<Map<String, Value>> {
                "Actions": [{"Type": "forward", "TargetGroupArn": tg}]}),
     )?;
     let rule = rule["Rules"][0]["RuleArn"].clone();
+    let fixed_response = json!([{"Type": "fixed-response",
+                                 "FixedResponseConfig": {"StatusCode": "200"}}]);
     let bindings = json!({
         "LoadBalancerArn": lb,
         "TargetGroupArn": tg,
         "ListenerArn": listener,
         "RuleArn": rule,
         "ResourceArns": [lb, tg, listener, rule],
+        // What an Application Load Balancer on loopback takes, so bound creates get past
+        // ELBv2's own rules and are echoed: HTTP on a port nothing else uses, instance
+        // targets, health checks whose timeout is below their interval, fixed responses, and
+        // a rule priority and path the fixture's rule does not hold.
+        "Protocol": "HTTP",
+        "Port": 41_890,
+        "ProtocolVersion": "HTTP1",
+        "TargetType": "instance",
+        "Type": "application",
+        "HealthCheckProtocol": "HTTP",
+        "HealthCheckPort": "traffic-port",
+        "HealthCheckPath": "/health",
+        "HealthCheckIntervalSeconds": 30,
+        "HealthCheckTimeoutSeconds": 5,
+        "Matcher": {"HttpCode": "200"},
+        "DefaultActions": fixed_response,
+        "Actions": fixed_response,
+        "Priority": 50,
+        "Conditions": [{"Field": "path-pattern", "Values": ["/bound/*"]}],
+        // Left out: what only HTTPS/TLS listeners or Network Load Balancers take, which an HTTP
+        // listener of an Application Load Balancer must refuse.
+        "SslPolicy": null,
+        "AlpnPolicy": null,
+        "MutualAuthentication": null,
+        "EnablePrefixForIpv6SourceNat": "off",
+        // One transform of one type, with its own type's config.
+        "Transforms": [{"Type": "url-rewrite",
+                        "UrlRewriteConfig": {"Rewrites": [{"Regex": "^/bound/(.*)$",
+                                                           "Replace": "/$1"}]}}],
     });
     match bindings {
         Value::Object(m) => Ok(m),

@@ -449,7 +449,15 @@ impl Suite {
             h = h.rotate_left(5) ^ u64::from(b);
             h = h.wrapping_mul(0x100_0000_01b3);
         }
-        Generator::new(&self.model, h).with_bindings(bindings)
+        let fresh = self
+            .profile
+            .fresh_names
+            .iter()
+            .find(|(o, _)| *o == op)
+            .map_or(&[][..], |(_, members)| *members);
+        Generator::new(&self.model, h)
+            .with_bindings(bindings)
+            .with_fresh(fresh)
     }
 
     fn fail_setup(&self, report: &mut Report, op: &str, part: Part, e: &crate::Error) {
@@ -538,8 +546,13 @@ impl Suite {
                 .find(|c| c.label == "maximal, bound")
                 .or_else(|| cases.iter().find(|c| c.label == "maximal"))
                 .map(|c| c.body.clone());
+            // And each bound maximal request naming another member of a one-of group.
+            let alternatives = cases
+                .iter()
+                .filter(|c| c.label.starts_with("maximal, bound, with "))
+                .map(|c| c.body.clone());
             let mut invalid = Vec::new();
-            for base in accepted_base.into_iter().chain(maximal) {
+            for base in accepted_base.into_iter().chain(maximal).chain(alternatives) {
                 for case in generator.invalid_cases(op, &base, self.config.invalid_cap) {
                     if !invalid
                         .iter()
@@ -637,7 +650,13 @@ impl Suite {
         report: &mut Report,
     ) {
         let created = created.json().unwrap_or(Value::Null);
-        for (form, body) in (echo.lookups)(&case.body, &created) {
+        // The forms known from the request and the answer first; then those that need what the
+        // first form found (a log group's ARN, which CreateLogGroup does not answer).
+        let mut forms = (echo.lookups)(&case.body, &created, &Value::Null);
+        let mut tried: Vec<String> = Vec::new();
+        let mut first_found: Option<Value> = None;
+        while let Some((form, body)) = (!forms.is_empty()).then(|| forms.remove(0)) {
+            tried.push(form.clone());
             let label = format!("{} by {form}", case.label);
             let resp = match self.client.call(echo.describe, &body) {
                 Ok(r) => r,
@@ -671,6 +690,48 @@ impl Suite {
                     let shared = shared_members(&case.body, &found);
                     for d in check::subset_diffs(&shared, &found) {
                         violations.push(Violation::new(Kind::EchoMismatch, "-", d));
+                    }
+                    // A member the answer's shape has but the answer lacks was accepted and
+                    // dropped.
+                    if let Some(shape) = check::shape_of(&self.model, echo.describe, &found) {
+                        for m in check::dropped_members(&self.model, &shape, &case.body, &found) {
+                            if let Some((_, _, why)) = self
+                                .profile
+                                .echo_unreturned
+                                .iter()
+                                .find(|(op, member, _)| *op == echo.create && *member == m)
+                            {
+                                let gap = format!("{m} not returned");
+                                let known = report.records.iter().any(|r| {
+                                    r.op == echo.create && r.part == Part::Echo && r.case == gap
+                                });
+                                if !known {
+                                    report.push(
+                                        self.service(),
+                                        echo.create,
+                                        Part::Echo,
+                                        &gap,
+                                        Outcome::NotApplicable((*why).to_string()),
+                                    );
+                                }
+                                continue;
+                            }
+                            violations.push(Violation::new(
+                                Kind::EchoMismatch,
+                                format!("$.{m}"),
+                                format!(
+                                    "{} accepted {m}, which {shape} has, and {} does not return it",
+                                    echo.create, echo.describe
+                                ),
+                            ));
+                        }
+                    }
+                    if first_found.is_none() {
+                        forms = (echo.lookups)(&case.body, &created, &found)
+                            .into_iter()
+                            .filter(|(f, _)| !tried.contains(f))
+                            .collect();
+                        first_found = Some(found);
                     }
                 }
             }
@@ -724,6 +785,7 @@ impl Suite {
 
     /// Part 4: every paginator of an implemented operation.
     pub fn paginators(&self, report: &mut Report) {
+        let mut issued = Vec::new();
         for op in self.model.paginated_operations() {
             if !self.config.wants(&op) {
                 continue;
@@ -771,11 +833,66 @@ impl Suite {
                 );
                 continue;
             };
-            self.paginator(fixture, report);
+            self.paginator(fixture, report, &mut issued);
+        }
+        self.tokens_of_other_lists(&issued, report);
+    }
+
+    /// A real token replayed on another list: `issued` holds, per paginated operation, a token
+    /// its walk was given; each list is sent the next list's token and must refuse it with a
+    /// declared 4xx (berth's tokens are bound to the list and partition that issued them; AWS's
+    /// are opaque and refused elsewhere).
+    fn tokens_of_other_lists(&self, issued: &[(String, String)], report: &mut Report) {
+        if issued.len() == 1 {
+            report.push(
+                self.service(),
+                &issued[0].0,
+                Part::Paginators,
+                "token of another list",
+                Outcome::NotApplicable("no other paginated list issues tokens".into()),
+            );
+            return;
+        }
+        for (i, (op, _)) in issued.iter().enumerate() {
+            let (other_op, token) = &issued[(i + 1) % issued.len()];
+            let case = format!("token of another list ({other_op})");
+            let (Some(fixture), Some(p)) = (
+                self.profile.page_fixtures.iter().find(|f| f.op == op),
+                self.model.paginator(op),
+            ) else {
+                continue;
+            };
+            let bindings = match self.fresh() {
+                Ok(b) => b,
+                Err(e) => {
+                    self.fail_setup(report, op, Part::Paginators, &e);
+                    continue;
+                }
+            };
+            let mut body = bind(&fixture.list_body, &bindings);
+            body[p["input_token"].as_str().unwrap_or("nextToken")] = json!(token);
+            if let Some(k) = p["limit_key"].as_str() {
+                body[k] = json!(2);
+            }
+            let outcome = match self.client.call(op, &body) {
+                Ok(r) => outcome(&body, Some(&r), check::check_error(&self.model, op, &r)),
+                Err(e) => outcome(
+                    &body,
+                    None,
+                    vec![Violation::new(Kind::Transport, "-", e.to_string())],
+                ),
+            };
+            report.push(self.service(), op, Part::Paginators, &case, outcome);
         }
     }
 
-    fn paginator(&self, fixture: &PageFixture, report: &mut Report) {
+    /// One paginator; the first token its walk was given goes to `issued`.
+    fn paginator(
+        &self,
+        fixture: &PageFixture,
+        report: &mut Report,
+        issued: &mut Vec<(String, String)>,
+    ) {
         let op = fixture.op;
         let Some(p) = self.model.paginator(op) else {
             return;
@@ -939,6 +1056,7 @@ impl Suite {
         // Forged tokens: a real one with a character flipped, and a plausible random one.
         let mut forged = Vec::new();
         if let Some(real) = paged.first_token.as_deref() {
+            issued.push((op.to_string(), real.to_string()));
             let mut chars: Vec<char> = real.chars().collect();
             let i = chars.len() / 2;
             chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
@@ -1204,7 +1322,55 @@ impl Suite {
                     },
                 },
             );
+            self.waiter_failure(&name, &op, report);
         }
+    }
+
+    /// A waiter's failure acceptor: its failure scenario drives the state there, and boto3's
+    /// wait must stop on it ("terminal failure state") rather than succeed or time out. A
+    /// waiter with failure acceptors but no such scenario is reported not applicable.
+    fn waiter_failure(&self, name: &str, op: &str, report: &mut Report) {
+        if !self.model.waiter_has_failure_acceptor(name) {
+            return;
+        }
+        let case = format!("waiter {name}, failure acceptor");
+        let Some((_, scenario)) = self
+            .profile
+            .waiter_failures
+            .iter()
+            .find(|(n, _)| *n == name)
+        else {
+            report.push(
+                self.service(),
+                op,
+                Part::Waiters,
+                &case,
+                Outcome::NotApplicable("no scenario drives it into a failure state yet".into()),
+            );
+            return;
+        };
+        if let Err(e) = self.fresh() {
+            return self.fail_setup(report, op, Part::Waiters, &e);
+        }
+        let result = scenario(&self.client).and_then(|args| match self.boto3_wait(name, &args) {
+            Ok(()) => Err(format!("boto3 waiter {name} succeeded in a failure state")),
+            Err(e) if e.contains("terminal failure state") => Ok(()),
+            Err(e) => Err(format!("not stopped by a failure acceptor: {e}")),
+        });
+        report.push(
+            self.service(),
+            op,
+            Part::Waiters,
+            &case,
+            match result {
+                Ok(()) => Outcome::Passed,
+                Err(e) => Outcome::Failed {
+                    request: format!("waiter {name} (failure)"),
+                    response: "-".into(),
+                    violations: vec![Violation::new(Kind::Waiter, "-", e)],
+                },
+            },
+        );
     }
 
     /// Runs `client.get_waiter(name).wait(**args)` with boto3 against the endpoint.
@@ -1303,6 +1469,27 @@ fn outcome_str(request: String, resp: Option<&Response>, violations: Vec<Violati
     }
 }
 
+/// `value` with every string `"{{Name}}"` replaced by the binding `Name` (left as it is when
+/// there is no such binding).
+fn bind(value: &Value, bindings: &Map<String, Value>) -> Value {
+    match value {
+        Value::String(s) => s
+            .strip_prefix("{{")
+            .and_then(|s| s.strip_suffix("}}"))
+            .and_then(|name| bindings.get(name))
+            .cloned()
+            .unwrap_or_else(|| value.clone()),
+        Value::Array(items) => Value::Array(items.iter().map(|v| bind(v, bindings)).collect()),
+        Value::Object(members) => Value::Object(
+            members
+                .iter()
+                .map(|(k, v)| (k.clone(), bind(v, bindings)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -1348,26 +1535,5 @@ mod tests {
         );
         // Nothing changed, nothing rebound.
         assert_eq!(rebind_value(&body, &first, &first), body);
-    }
-}
-
-/// `value` with every string `"{{Name}}"` replaced by the binding `Name` (left as it is when
-/// there is no such binding).
-fn bind(value: &Value, bindings: &Map<String, Value>) -> Value {
-    match value {
-        Value::String(s) => s
-            .strip_prefix("{{")
-            .and_then(|s| s.strip_suffix("}}"))
-            .and_then(|name| bindings.get(name))
-            .cloned()
-            .unwrap_or_else(|| value.clone()),
-        Value::Array(items) => Value::Array(items.iter().map(|v| bind(v, bindings)).collect()),
-        Value::Object(members) => Value::Object(
-            members
-                .iter()
-                .map(|(k, v)| (k.clone(), bind(v, bindings)))
-                .collect(),
-        ),
-        other => other.clone(),
     }
 }

@@ -76,8 +76,16 @@ pub async fn create_capacity_provider(
                     "autoScalingGroupProvider.autoScalingGroupArn is required.",
                 ));
             }
+            // The cluster to associate it with is optional here (required only for managed
+            // instances); named, it must exist and is kept, so Describe returns it and its
+            // `cluster` filter finds the provider.
+            let cluster = match &req.cluster {
+                Some(ident) => Some(common::active_cluster(ecs, ctx, Some(ident)).await?.0.name),
+                None => None,
+            };
             wire::CapacityProvider {
                 auto_scaling_group_provider: Some(with_defaults(asg)),
+                cluster,
                 r#type: Some("EC2_AUTOSCALING".into()),
                 ..Default::default()
             }
@@ -153,6 +161,11 @@ pub async fn describe_capacity_providers(
         p
     };
     let mut failures = Vec::new();
+    // Providers keep their cluster's name; the filter may name it by ARN.
+    let cluster = req
+        .cluster
+        .as_deref()
+        .map(|c| resource_name(ctx, c, "cluster").unwrap_or(c));
     let items: Vec<(String, wire::CapacityProvider)> = match req.capacity_providers {
         Some(idents) => {
             let mut out = Vec::new();
@@ -189,7 +202,7 @@ pub async fn describe_capacity_providers(
                 common::all::<CapacityProviderRecord>(ecs, ctx, kinds::CAPACITY_PROVIDER, "")
                     .await?
             {
-                if req.cluster.is_none() || r.provider.cluster == req.cluster {
+                if cluster.is_none() || r.provider.cluster.as_deref() == cluster {
                     out.push((k, shown(r.provider)));
                 }
             }

@@ -359,6 +359,104 @@ pub fn conditions(conds: Vec<wire::RuleCondition>) -> Result<Vec<wire::RuleCondi
     Ok(out)
 }
 
+/// The longest `Regex` or `Replace` of a rewrite ELBv2 takes.
+const MAX_REWRITE_LEN: usize = 1024;
+
+/// Checks a rule's transforms as ELBv2 does: at most one `host-header-rewrite` and one
+/// `url-rewrite`, each with the config of its type only and one rewrite, whose regular
+/// expression uses none of what ELBv2's engine lacks (look-around, backreferences, atomic
+/// groups, possessive quantifiers, recursion, Unicode classes). Returned as given.
+pub fn transforms(list: Vec<wire::RuleTransform>) -> Result<Vec<wire::RuleTransform>, AwsError> {
+    let mut seen: Vec<&str> = Vec::new();
+    for t in &list {
+        let kind = t.r#type.as_deref().unwrap_or_default();
+        let (config, other) = match kind {
+            "host-header-rewrite" => (
+                t.host_header_rewrite_config.as_ref().map(|c| &c.rewrites),
+                t.url_rewrite_config.is_some(),
+            ),
+            "url-rewrite" => (
+                t.url_rewrite_config.as_ref().map(|c| &c.rewrites),
+                t.host_header_rewrite_config.is_some(),
+            ),
+            other => {
+                return Err(validation(format!(
+                    "Transform type '{other}' is not valid; valid types are host-header-rewrite and url-rewrite"
+                )));
+            }
+        };
+        if seen.contains(&kind) {
+            return Err(validation(format!(
+                "A rule can have only one transform of type '{kind}'"
+            )));
+        }
+        seen.push(kind);
+        if other {
+            return Err(validation(format!(
+                "A transform of type '{kind}' can carry only the config of its own type"
+            )));
+        }
+        let rewrites = config.cloned().flatten().unwrap_or_default();
+        let [rewrite] = rewrites.as_slice() else {
+            return Err(validation(format!(
+                "A transform of type '{kind}' must have exactly one rewrite"
+            )));
+        };
+        let regex = rewrite.regex.as_deref().unwrap_or_default();
+        let replace = rewrite.replace.as_deref().unwrap_or_default();
+        if regex.is_empty() || regex.len() > MAX_REWRITE_LEN || replace.len() > MAX_REWRITE_LEN {
+            return Err(validation(format!(
+                "A rewrite's regular expression must be 1 to {MAX_REWRITE_LEN} characters long and its replacement at most {MAX_REWRITE_LEN}"
+            )));
+        }
+        check_rewrite_regex(regex)?;
+    }
+    Ok(list)
+}
+
+/// `regex-syntax` refuses look-around, backreferences, atomic groups and recursion as ELBv2's
+/// engine does. It accepts Unicode classes, and reads a possessive `a++` as `(a+)+`, so both
+/// are looked for.
+fn check_rewrite_regex(regex: &str) -> Result<(), AwsError> {
+    use regex_syntax::ast::{self, Visitor};
+    struct Unsupported;
+    impl Visitor for Unsupported {
+        type Output = ();
+        type Err = &'static str;
+        fn finish(self) -> Result<(), Self::Err> {
+            Ok(())
+        }
+        fn visit_class_set_item_pre(&mut self, item: &ast::ClassSetItem) -> Result<(), Self::Err> {
+            match item {
+                ast::ClassSetItem::Unicode(_) => Err("Unicode character classes are not supported"),
+                _ => Ok(()),
+            }
+        }
+        fn visit_pre(&mut self, a: &ast::Ast) -> Result<(), Self::Err> {
+            match a {
+                ast::Ast::ClassUnicode(_) => Err("Unicode character classes are not supported"),
+                ast::Ast::Repetition(r) if matches!(*r.ast, ast::Ast::Repetition(_)) => {
+                    Err("possessive and stacked quantifiers are not supported")
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+    let bad = |why: String| {
+        validation(format!(
+            "The regular expression '{regex}' is not valid: {why}"
+        ))
+    };
+    let parsed = ast::parse::Parser::new()
+        .parse(regex)
+        .map_err(|e| bad(e.kind().to_string()))?;
+    ast::visit(&parsed, Unsupported).map_err(|why| bad(why.into()))?;
+    regex_syntax::hir::translate::Translator::new()
+        .translate(regex, &parsed)
+        .map_err(|e| bad(e.kind().to_string()))?;
+    Ok(())
+}
+
 fn is_cidr(s: &str) -> bool {
     let Some((ip, bits)) = s.split_once('/') else {
         return false;
@@ -379,6 +477,26 @@ mod tests {
             r#type: Some("forward".into()),
             target_group_arn: Some(arn.into()),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rewrite_regexes_lack_what_elbv2_lacks() {
+        let why = |re: &str| check_rewrite_regex(re).map_err(|e| e.message.to_string());
+        assert!(why("^/api/(.*)$").is_ok());
+        assert!(why("^([a-z]+)\\.example\\.com$").is_ok());
+        for (re, reason) in [
+            ("(?=a)b", "look-around"),
+            ("(?<!a)b", "look-around"),
+            ("(a)\\1", "backreferences"),
+            ("\\p{L}", "Unicode character classes"),
+            ("[\\P{Greek}x]", "Unicode character classes"),
+            ("(?>ab)", ""),
+            ("a++", "possessive"),
+            ("a{2}+", "possessive"),
+        ] {
+            let e = why(re).expect_err(re);
+            assert!(e.contains(reason), "{re}: {e}");
         }
     }
 

@@ -86,6 +86,7 @@ berth_aws::query_service! {
     "CreateLoadBalancer" => load_balancers::create_load_balancer,
     "DescribeLoadBalancers" => load_balancers::describe_load_balancers,
     "DeleteLoadBalancer" => load_balancers::delete_load_balancer,
+    "ModifyIpPools" => load_balancers::modify_ip_pools,
     "DescribeAccountLimits" => load_balancers::describe_account_limits,
     "CreateTargetGroup" => target_groups::create_target_group,
     "DescribeTargetGroups" => target_groups::describe_target_groups,

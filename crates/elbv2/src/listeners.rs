@@ -47,6 +47,87 @@ fn check_protocol(protocol: &str, certificates: &[wire::Certificate]) -> Result<
     }
 }
 
+/// Refuses what an Application Load Balancer listener of `protocol` cannot carry, as ELBv2
+/// does, instead of accepting and forgetting it.
+fn check_tls_members(
+    protocol: &str,
+    ssl_policy: Option<&String>,
+    alpn_policy: Option<&Vec<String>>,
+) -> Result<(), AwsError> {
+    if protocol != "HTTPS" && ssl_policy.is_some() {
+        // ELBv2's wording, its spelling included.
+        return Err(validation(format!(
+            "An SSL policy cannot be specifed for {protocol} listeners"
+        )));
+    }
+    if alpn_policy.is_some_and(|a| !a.is_empty()) {
+        // ALPN policies are a Network Load Balancer TLS listener setting; an Application Load
+        // Balancer negotiates ALPN from its target groups' protocol version.
+        return Err(validation(format!(
+            "An ALPN policy cannot be specified for {protocol} listeners"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a listener's mutual TLS settings as ELBv2 does and returns what is kept. `verify`
+/// needs a trust store, and berth serves none (see `unsupported-operations.txt`), so it is
+/// refused the way ELBv2 refuses a trust store it does not know.
+pub fn mutual_authentication(
+    protocol: &str,
+    m: &wire::MutualAuthenticationAttributes,
+) -> Result<wire::MutualAuthenticationAttributes, AwsError> {
+    if protocol != "HTTPS" {
+        return Err(validation(format!(
+            "Mutual authentication cannot be specified for {protocol} listeners"
+        )));
+    }
+    if m.trust_store_association_status.is_some() {
+        return Err(validation(
+            "TrustStoreAssociationStatus is reported by ELBv2 and cannot be specified",
+        ));
+    }
+    let mode = m.mode.clone().unwrap_or_else(|| "off".into());
+    match mode.as_str() {
+        "off" | "passthrough" => {
+            if m.trust_store_arn.is_some() {
+                return Err(validation(format!(
+                    "Mutual Authentication mode {mode} does not support a trust store"
+                )));
+            }
+            if m.advertise_trust_store_ca_names.is_some() {
+                return Err(validation(format!(
+                    "Mutual Authentication mode {mode} does not support advertising trust store CA names"
+                )));
+            }
+            // Terraform sends `false` with `off`; only `passthrough` refuses the member at all.
+            if m.ignore_client_certificate_expiry == Some(true)
+                || (mode == "passthrough" && m.ignore_client_certificate_expiry.is_some())
+            {
+                return Err(validation(format!(
+                    "Mutual Authentication mode {mode} does not support ignoring certificate expiry"
+                )));
+            }
+            Ok(wire::MutualAuthenticationAttributes {
+                mode: Some(mode),
+                ..m.clone()
+            })
+        }
+        "verify" => match &m.trust_store_arn {
+            None => Err(validation(
+                "A trust store must be specified for Mutual Authentication mode verify",
+            )),
+            Some(arn) => Err(AwsError::client(
+                "TrustStoreNotFound",
+                format!("Trust store '{arn}' not found"),
+            )),
+        },
+        other => Err(validation(format!(
+            "Mutual Authentication mode '{other}' is not valid; valid modes are off, passthrough and verify"
+        ))),
+    }
+}
+
 pub fn to_wire(r: &ListenerRecord) -> wire::Listener {
     wire::Listener {
         listener_arn: Some(r.arn.clone()),
@@ -55,6 +136,7 @@ pub fn to_wire(r: &ListenerRecord) -> wire::Listener {
         protocol: Some(r.protocol.clone()),
         certificates: (!r.certificates.is_empty()).then(|| r.certificates.clone()),
         ssl_policy: r.ssl_policy.clone(),
+        mutual_authentication: r.mutual_authentication.clone(),
         default_actions: Some(r.default_actions.clone()),
         ..Default::default()
     }
@@ -79,6 +161,12 @@ pub async fn create_listener(
         return Err(validation("A listener port must be specified"));
     };
     check_protocol(&protocol, &certificates)?;
+    check_tls_members(&protocol, req.ssl_policy.as_ref(), req.alpn_policy.as_ref())?;
+    let mutual = req
+        .mutual_authentication
+        .as_ref()
+        .map(|m| mutual_authentication(&protocol, m))
+        .transpose()?;
     let default_actions = actions::normalize(req.default_actions.clone().unwrap_or_default())?;
     let tags = common::tags_from(req.tags.as_ref())?;
     let ssl_policy = (protocol == "HTTPS").then(|| {
@@ -90,7 +178,11 @@ pub async fn create_listener(
         let lb = snap.load_balancer(&lb_arn)?;
         if let Some(existing) = snap.listeners_of(&lb_arn).find(|l| l.port == port) {
             // The same listener again is answered with the existing one, as AWS does.
-            if existing.protocol == protocol && existing.default_actions == default_actions {
+            if existing.protocol == protocol
+                && existing.default_actions == default_actions
+                && existing.ssl_policy == ssl_policy
+                && existing.mutual_authentication == mutual
+            {
                 return Ok((Writes::default(), existing.clone()));
             }
             return Err(duplicate(&lb_arn));
@@ -112,6 +204,7 @@ pub async fn create_listener(
             protocol: protocol.clone(),
             certificates: certificates.clone(),
             ssl_policy: ssl_policy.clone(),
+            mutual_authentication: mutual.clone(),
             default_actions: default_actions.clone(),
             default_rule_arn: common::arn(
                 ctx,
@@ -204,6 +297,16 @@ pub async fn modify_listener(
             l.certificates = c.clone();
         }
         check_protocol(&l.protocol, &l.certificates)?;
+        check_tls_members(
+            &l.protocol,
+            req.ssl_policy.as_ref(),
+            req.alpn_policy.as_ref(),
+        )?;
+        if let Some(m) = &req.mutual_authentication {
+            l.mutual_authentication = Some(mutual_authentication(&l.protocol, m)?);
+        } else if l.protocol != "HTTPS" {
+            l.mutual_authentication = None;
+        }
         l.ssl_policy = (l.protocol == "HTTPS").then(|| {
             req.ssl_policy
                 .clone()

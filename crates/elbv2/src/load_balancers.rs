@@ -1,4 +1,4 @@
-//! Load balancers: create, describe, delete; and the account's limits.
+//! Load balancers: create, describe, delete, their IPAM pools; and the account's limits.
 
 use crate::Elbv2;
 use crate::common::{self, Snapshot, Writes, mutate, not_permitted, validation};
@@ -78,8 +78,17 @@ pub fn to_wire(r: &LoadBalancerRecord) -> wire::LoadBalancer {
         ),
         security_groups: Some(r.security_groups.clone()),
         ip_address_type: Some(r.ip_address_type.clone()),
+        customer_owned_ipv4_pool: r.customer_owned_ipv4_pool.clone(),
+        ipam_pools: ipam_pools(r.ipv4_ipam_pool_id.as_deref()),
+        enable_prefix_for_ipv6_source_nat: r.enable_prefix_for_ipv6_source_nat.clone(),
         ..Default::default()
     }
+}
+
+fn ipam_pools(ipv4: Option<&str>) -> Option<wire::IpamPools> {
+    ipv4.map(|id| wire::IpamPools {
+        ipv4_ipam_pool_id: Some(id.into()),
+    })
 }
 
 pub async fn create_load_balancer(
@@ -109,11 +118,29 @@ pub async fn create_load_balancer(
     );
     let tags = common::tags_from(req.tags.as_ref())?;
     let security_groups = req.security_groups.clone().unwrap_or_default();
+    let source_nat_prefix = req.enable_prefix_for_ipv6_source_nat.clone();
+    if source_nat_prefix.as_deref() == Some("on") {
+        // Source NAT prefixes serve UDP listeners of dual-stack Network Load Balancers; the only
+        // type berth serves has neither, so turning them on is refused rather than forgotten.
+        return Err(validation(
+            "A prefix for IPv6 source NAT can be enabled only for Network Load Balancers",
+        ));
+    }
+    let coip_pool = req.customer_owned_ipv4_pool.clone();
+    let ipam_pool = req
+        .ipam_pools
+        .as_ref()
+        .and_then(|p| p.ipv4_ipam_pool_id.clone());
     let now = elb.now_ms();
     let record = mutate(elb, ctx, |snap: &Snapshot| {
         if let Some(existing) = snap.load_balancers.values().find(|l| l.name == name) {
             // CreateLoadBalancer is idempotent: the same request again answers the same one.
-            if existing.scheme == scheme && existing.ip_address_type == ip_type {
+            if existing.scheme == scheme
+                && existing.ip_address_type == ip_type
+                && existing.customer_owned_ipv4_pool == coip_pool
+                && existing.ipv4_ipam_pool_id == ipam_pool
+                && existing.enable_prefix_for_ipv6_source_nat == source_nat_prefix
+            {
                 return Ok((Writes::default(), existing.clone()));
             }
             return Err(AwsError::client(
@@ -137,6 +164,9 @@ pub async fn create_load_balancer(
             subnets: subnets.clone(),
             security_groups: security_groups.clone(),
             state: "active".into(),
+            customer_owned_ipv4_pool: coip_pool.clone(),
+            ipv4_ipam_pool_id: ipam_pool.clone(),
+            enable_prefix_for_ipv6_source_nat: source_nat_prefix.clone(),
             tags: tags.clone(),
         };
         let mut w = Writes::default();
@@ -227,6 +257,44 @@ pub async fn delete_load_balancer(
     })
     .await?;
     Ok(Default::default())
+}
+
+/// Sets or removes the load balancer's IPv4 IPAM pool. berth keeps the pool id as AWS would
+/// report it; addresses still come from the host.
+pub async fn modify_ip_pools(
+    elb: &Elbv2,
+    ctx: &RequestContext,
+    req: wire::ModifyIpPoolsInput,
+) -> Result<wire::ModifyIpPoolsOutput, AwsError> {
+    let arn = req.load_balancer_arn.clone().unwrap_or_default();
+    let set = req
+        .ipam_pools
+        .as_ref()
+        .and_then(|p| p.ipv4_ipam_pool_id.clone());
+    let remove = req.remove_ipam_pools.iter().flatten().any(|p| p == "ipv4");
+    if set.is_some() && remove {
+        return Err(validation(
+            "The IPv4 IPAM pool cannot be both set and removed in the same request",
+        ));
+    }
+    let pool = mutate(elb, ctx, |snap| {
+        let mut lb = snap.load_balancer(&arn)?.clone();
+        let pool = match &set {
+            Some(id) => Some(id.clone()),
+            None if remove => None,
+            None => lb.ipv4_ipam_pool_id.clone(),
+        };
+        let mut w = Writes::default();
+        if pool != lb.ipv4_ipam_pool_id {
+            lb.ipv4_ipam_pool_id = pool.clone();
+            w.put(ctx, records::LOAD_BALANCER, &arn, &lb)?;
+        }
+        Ok((w, pool))
+    })
+    .await?;
+    Ok(wire::ModifyIpPoolsOutput {
+        ipam_pools: ipam_pools(pool.as_deref()),
+    })
 }
 
 /// ELBv2's default quotas for Application Load Balancers.

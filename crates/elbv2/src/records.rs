@@ -45,6 +45,17 @@ pub struct LoadBalancerRecord {
     pub subnets: Vec<String>,
     pub security_groups: Vec<String>,
     pub state: String,
+    /// `[Application Load Balancers on Outposts]`: AWS-only, kept and echoed as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_owned_ipv4_pool: Option<String>,
+    /// The IPAM pool AWS would take the addresses from: AWS-only, kept and echoed (set by
+    /// CreateLoadBalancer and ModifyIpPools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_ipam_pool_id: Option<String>,
+    /// `off` when the request named it: the Network Load Balancer setting never applies to an
+    /// Application Load Balancer, so `on` is refused and `off` kept as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_prefix_for_ipv6_source_nat: Option<String>,
     #[serde(default)]
     pub tags: Tags,
 }
@@ -60,6 +71,10 @@ pub struct TargetGroupRecord {
     pub vpc_id: String,
     pub target_type: String,
     pub ip_address_type: String,
+    /// The port of the target optimizer's agent on each target; fixed at creation. Kept and
+    /// echoed: the data plane does not speak to target control agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_control_port: Option<i32>,
     pub health_check: HealthCheck,
     /// `deregistration_delay.timeout_seconds` and the rest, with AWS's defaults filled.
     pub attributes: BTreeMap<String, String>,
@@ -95,6 +110,10 @@ pub struct ListenerRecord {
     pub certificates: Vec<wire::Certificate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl_policy: Option<String>,
+    /// HTTPS listeners only, as checked by `listeners::mutual_authentication` (`off` or
+    /// `passthrough`: berth has no trust stores to `verify` against).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutual_authentication: Option<wire::MutualAuthenticationAttributes>,
     /// Normalized (see `actions::normalize`); also the default rule's actions.
     pub default_actions: Vec<wire::Action>,
     /// The ARN of the listener's default rule, which has no record of its own.
@@ -114,6 +133,9 @@ pub struct RuleRecord {
     /// Normalized: `Values` and the matching `…Config` both set, as AWS returns them.
     pub conditions: Vec<wire::RuleCondition>,
     pub actions: Vec<wire::Action>,
+    /// Host header and URL rewrites, as checked by `actions::transforms` (at most one of each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transforms: Vec<wire::RuleTransform>,
     #[serde(default)]
     pub tags: Tags,
 }

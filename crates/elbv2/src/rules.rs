@@ -27,7 +27,7 @@ pub fn to_wire(r: &RuleRecord) -> wire::Rule {
         conditions: Some(r.conditions.clone()),
         actions: Some(r.actions.clone()),
         is_default: Some(false),
-        ..Default::default()
+        transforms: (!r.transforms.is_empty()).then(|| r.transforms.clone()),
     }
 }
 
@@ -58,6 +58,7 @@ pub async fn create_rule(
     let priority = req.priority.unwrap_or_default();
     let conditions = actions::conditions(req.conditions.clone().unwrap_or_default())?;
     let rule_actions = actions::normalize(req.actions.clone().unwrap_or_default())?;
+    let transforms = actions::transforms(req.transforms.clone().unwrap_or_default())?;
     let tags = common::tags_from(req.tags.as_ref())?;
     let record = mutate(elb, ctx, |snap| {
         let l = snap.listener(&listener_arn)?;
@@ -82,6 +83,7 @@ pub async fn create_rule(
             priority,
             conditions: conditions.clone(),
             actions: rule_actions.clone(),
+            transforms: transforms.clone(),
             tags: tags.clone(),
         };
         let mut w = Writes::default();
@@ -175,12 +177,28 @@ pub async fn modify_rule(
         Some(a) => Some(actions::normalize(a)?),
         None => None,
     };
+    let reset = req.reset_transforms == Some(true);
+    let new_transforms = match req.transforms.clone() {
+        Some(_) if reset => {
+            return Err(validation(
+                "Transforms and ResetTransforms cannot be specified at the same time",
+            ));
+        }
+        Some(t) => Some(actions::transforms(t)?),
+        None if reset => Some(Vec::new()),
+        None => None,
+    };
     let rule = mutate(elb, ctx, |snap| {
         let mut w = Writes::default();
         if let Some(l) = default_of(snap, &arn) {
             if conditions.is_some() {
                 return Err(not_permitted(
                     "Conditions cannot be specified for the default rule",
+                ));
+            }
+            if new_transforms.as_ref().is_some_and(|t| !t.is_empty()) {
+                return Err(not_permitted(
+                    "Transforms cannot be specified for the default rule",
                 ));
             }
             let mut l = l.clone();
@@ -199,6 +217,9 @@ pub async fn modify_rule(
             let l = snap.listener(&r.listener_arn)?;
             check_targets(snap, &l.load_balancer_arn, a)?;
             r.actions = a.clone();
+        }
+        if let Some(t) = &new_transforms {
+            r.transforms = t.clone();
         }
         w.put(ctx, records::RULE, &arn, &r)?;
         Ok((w, to_wire(&r)))

@@ -193,7 +193,7 @@ pub fn to_wire(snap: &Snapshot, r: &TargetGroupRecord) -> wire::TargetGroup {
         target_type: Some(r.target_type.clone()),
         protocol_version: Some(r.protocol_version.clone()),
         ip_address_type: Some(r.ip_address_type.clone()),
-        ..Default::default()
+        target_control_port: r.target_control_port,
     }
 }
 
@@ -265,6 +265,7 @@ pub async fn create_target_group(
                 && existing.port == port
                 && existing.vpc_id == vpc_id
                 && existing.health_check == health
+                && existing.target_control_port == req.target_control_port
             {
                 return Ok((Writes::default(), to_wire(snap, existing)));
             }
@@ -286,6 +287,7 @@ pub async fn create_target_group(
             vpc_id: vpc_id.clone(),
             target_type: target_type.clone(),
             ip_address_type: ip_address_type.clone(),
+            target_control_port: req.target_control_port,
             health_check: health.clone(),
             attributes: default_attributes(),
             tags: tags.clone(),

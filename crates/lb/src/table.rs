@@ -501,6 +501,7 @@ mod tests {
             vpc_id: "vpc".into(),
             target_type: target_type.into(),
             ip_address_type: "ipv4".into(),
+            target_control_port: None,
             health_check: HealthCheck {
                 enabled: true,
                 protocol: "HTTP".into(),
@@ -552,6 +553,7 @@ mod tests {
             protocol: "HTTP".into(),
             certificates: vec![],
             ssl_policy: None,
+            mutual_authentication: None,
             default_actions: vec![forward(TG)],
             default_rule_arn: "r0".into(),
             tags: Default::default(),
@@ -575,6 +577,7 @@ mod tests {
                 }),
                 ..Default::default()
             }],
+            transforms: vec![],
             tags: Default::default(),
         };
         PartitionRecords {

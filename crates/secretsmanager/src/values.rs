@@ -12,6 +12,9 @@ use berth_store::{Expect, Op, Store, retry_on_conflict};
 use rand::Rng;
 use rand::seq::SliceRandom;
 
+/// What Secrets Manager says when BatchGetSecretValue names neither or both of its selectors.
+const ONE_OF_IDS_OR_FILTERS: &str = "You must include Filters or SecretIdList, but not both.";
+
 /// BatchGetSecretValue answers at most this many secrets per page of a filter.
 const BATCH_DEFAULT_PAGE: usize = 20;
 /// ListSecretVersionIds answers at most this many versions when MaxResults is not given.
@@ -227,10 +230,8 @@ pub async fn batch_get_secret_value(
                 errors: Some(errors),
             })
         }
-        // Secrets Manager asks for one of the two; berth reads a request with neither as an
-        // empty filter list (every secret), so a request without members is accepted.
-        (None, filters) => {
-            let filters = filter::parse(filters)?;
+        (None, Some(filters)) => {
+            let filters = filter::parse(Some(filters))?;
             let limit = req
                 .max_results
                 .map_or(BATCH_DEFAULT_PAGE, |n| n.max(1) as usize);
@@ -274,9 +275,9 @@ pub async fn batch_get_secret_value(
                 errors: Some(errors),
             })
         }
-        (Some(_), Some(_)) => Err(invalid_parameter(
-            "Either SecretIdList or Filters must be provided, but not both.",
-        )),
+        // "You must include Filters or SecretIdList, but not both" (the API reference): a
+        // request naming neither is refused, not read as "every secret".
+        (None, None) | (Some(_), Some(_)) => Err(invalid_parameter(ONE_OF_IDS_OR_FILTERS)),
     }
 }
 

@@ -435,7 +435,21 @@ async fn tags_and_batch_reads() {
         )
         .await;
     assert_eq!(e.code, "InvalidParameterException");
-    let every = w.ok("BatchGetSecretValue", json!({})).await;
+    assert_eq!(
+        e.message,
+        "You must include Filters or SecretIdList, but not both."
+    );
+    // Neither is refused the same way, rather than read as "every secret".
+    let e = w.err("BatchGetSecretValue", json!({})).await;
+    assert_eq!(e.code, "InvalidParameterException");
+    assert_eq!(
+        e.message,
+        "You must include Filters or SecretIdList, but not both."
+    );
+    let e = w.err("BatchGetSecretValue", json!({"MaxResults": 5})).await;
+    assert_eq!(e.code, "InvalidParameterException");
+    // An empty filter list selects every secret.
+    let every = w.ok("BatchGetSecretValue", json!({"Filters": []})).await;
     assert_eq!(every["SecretValues"].as_array().unwrap().len(), 1);
     assert_eq!(every["Errors"][0]["ErrorCode"], "ResourceNotFoundException");
 }

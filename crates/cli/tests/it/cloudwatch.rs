@@ -6,7 +6,7 @@ use crate::harness::{Berth, Opts};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-fn cloudwatch(berth: &Berth, args: &[&str]) -> Value {
+pub(crate) fn cloudwatch(berth: &Berth, args: &[&str]) -> Value {
     let mut all = vec!["cloudwatch"];
     all.extend_from_slice(args);
     let out = berth.aws_profile(&all);
@@ -19,7 +19,7 @@ fn cloudwatch(berth: &Berth, args: &[&str]) -> Value {
 }
 
 #[track_caller]
-fn cloudwatch_fails(berth: &Berth, args: &[&str], code: &str) {
+pub(crate) fn cloudwatch_fails(berth: &Berth, args: &[&str], code: &str) {
     let mut all = vec!["cloudwatch"];
     all.extend_from_slice(args);
     let out = berth.aws_profile(&all);
@@ -194,7 +194,7 @@ fn statistics_and_metric_data_match_the_raw_samples() {
     assert_eq!(listed["Metrics"][0]["Dimensions"][0]["Value"], "web");
 }
 
-fn alarm_state(berth: &Berth, name: &str) -> String {
+pub(crate) fn alarm_state(berth: &Berth, name: &str) -> String {
     let out = cloudwatch(berth, &["describe-alarms", "--alarm-names", name]);
     out["MetricAlarms"][0]["StateValue"]
         .as_str()
@@ -203,7 +203,7 @@ fn alarm_state(berth: &Berth, name: &str) -> String {
 }
 
 /// Puts `value` every two seconds until the alarm reaches `state` (bounded).
-fn drive_until(berth: &Berth, value: &str, name: &str, state: &str) {
+pub(crate) fn drive_until(berth: &Berth, value: &str, name: &str, state: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         cloudwatch(

@@ -108,7 +108,13 @@ fn logs_conforms_to_its_service_model() {
 
 #[test]
 fn secretsmanager_conforms_to_its_service_model() {
-    conforms("secretsmanager", Profile::secretsmanager());
+    conforms_with_model(
+        "secretsmanager",
+        "secretsmanager",
+        "json",
+        Profile::secretsmanager(),
+        berth_conformance::profile::secretsmanager::amend_model,
+    );
 }
 
 #[test]

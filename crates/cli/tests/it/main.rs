@@ -5,6 +5,7 @@
 mod autoscaling;
 mod bad_input;
 mod cloudwatch;
+mod cloudwatch_composite;
 mod cloudwatch_protocols;
 mod conformance;
 mod container_metrics;

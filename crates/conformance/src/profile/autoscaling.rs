@@ -160,7 +160,7 @@ impl Profile {
                 Echo {
                     create: "RegisterScalableTarget",
                     describe: "DescribeScalableTargets",
-                    lookups: |req, _| {
+                    lookups: |req, _, _| {
                         vec![(
                             "resource id".into(),
                             json!({"ServiceNamespace": req["ServiceNamespace"],
@@ -179,7 +179,7 @@ impl Profile {
                 Echo {
                     create: "PutScalingPolicy",
                     describe: "DescribeScalingPolicies",
-                    lookups: |req, _| {
+                    lookups: |req, _, _| {
                         vec![(
                             "name".into(),
                             json!({"ServiceNamespace": req["ServiceNamespace"],
@@ -198,7 +198,7 @@ impl Profile {
                 Echo {
                     create: "PutScheduledAction",
                     describe: "DescribeScheduledActions",
-                    lookups: |req, _| {
+                    lookups: |req, _, _| {
                         vec![(
                             "name".into(),
                             json!({"ServiceNamespace": req["ServiceNamespace"],
@@ -276,6 +276,9 @@ impl Profile {
             volatile: vec![],
             waiter_scenarios: vec![],
             waiter_not_applicable: vec![],
+            waiter_failures: vec![],
+            fresh_names: vec![],
+            echo_unreturned: vec![],
         }
     }
 }

@@ -1,6 +1,9 @@
 //! CloudWatch: a fixture alarm on a metric that has no data (so the evaluator leaves it in
 //! `INSUFFICIENT_DATA` and snapshots stay still) beside a metric that has, and page fixtures
-//! for alarms, alarm history, metrics and GetMetricData's datapoints.
+//! for alarms, alarm history, metrics and GetMetricData's datapoints. Composite alarms are
+//! bound to a rule naming the fixture alarm (a generated `AlarmRule` is never valid rule
+//! text) and get a fresh name (the bound `AlarmName` is the fixture metric alarm's, which a
+//! composite may not take).
 
 use super::{Echo, PageFixture, Profile, ok_json};
 use crate::client::{Client, Response};
@@ -70,6 +73,13 @@ fn setup(c: &Client) -> Result<Map<String, Value>> {
             "fixture alarm not described: {described}"
         )));
     }
+    // PutCompositeAlarm's rule and suppressor name the fixture alarm, by name and by ARN.
+    let composite_members = json!({
+        "AlarmRule": format!("ALARM(conformance) OR OK(\"{}\")", arn.as_str().unwrap_or_default()),
+        "ActionsSuppressor": "conformance",
+        "ActionsSuppressorWaitPeriod": 60,
+        "ActionsSuppressorExtensionPeriod": 60,
+    });
     let bindings = json!({
         "AlarmName": "conformance",
         "AlarmNames": ["conformance"],
@@ -82,7 +92,7 @@ fn setup(c: &Client) -> Result<Map<String, Value>> {
         "Period": 60,
         "Timestamp": t,
     });
-    // (Two literals: one would pass `json!`'s recursion limit.)
+    // (Several literals: one would pass `json!`'s recursion limit.)
     let alarm_members = json!({
         // What makes an alarm CloudWatch accepts: a plain threshold on one statistic.
         "EvaluationPeriods": 1,
@@ -107,6 +117,9 @@ fn setup(c: &Client) -> Result<Map<String, Value>> {
         "Unit": null,
         "NextToken": null,
         "EvaluationCriteria": null,
+        // Only with EvaluationCriteria (PromQL alarms), which berth refuses; CloudWatch refuses
+        // it beside MetricName or Metrics.
+        "EvaluationInterval": null,
         "EntityMetricData": null,
         "StorageResolution": 60,
         "MetricDataQueries": [{"Id": "q1", "ReturnData": true, "MetricStat": {
@@ -114,9 +127,10 @@ fn setup(c: &Client) -> Result<Map<String, Value>> {
                        "Dimensions": [{"Name": "Service", "Value": "conformance"}]},
             "Period": 60, "Stat": "Average"}}],
     });
-    match (bindings, alarm_members) {
-        (Value::Object(mut m), Value::Object(more)) => {
+    match (bindings, alarm_members, composite_members) {
+        (Value::Object(mut m), Value::Object(more), Value::Object(composite)) => {
             m.extend(more);
+            m.extend(composite);
             Ok(m)
         }
         _ => Err(Error::Other("bindings are an object".into())),
@@ -133,6 +147,7 @@ impl Profile {
             snapshot: |b| {
                 let mut calls = vec![
                     ("DescribeAlarms", json!({})),
+                    ("DescribeAlarms", json!({"AlarmTypes": ["CompositeAlarm"]})),
                     ("ListMetrics", json!({"Namespace": NAMESPACE})),
                     ("DescribeAlarmHistory", json!({})),
                 ];
@@ -141,18 +156,39 @@ impl Profile {
                 }
                 calls
             },
-            echoes: vec![Echo {
-                create: "PutMetricAlarm",
-                describe: "DescribeAlarms",
-                lookups: |req, _| vec![("name".into(), json!({"AlarmNames": [req["AlarmName"]]}))],
-                pick: |req, d| {
-                    d["MetricAlarms"]
-                        .as_array()?
-                        .iter()
-                        .find(|a| a["AlarmName"] == req["AlarmName"])
-                        .cloned()
+            echoes: vec![
+                Echo {
+                    create: "PutCompositeAlarm",
+                    describe: "DescribeAlarms",
+                    lookups: |req, _, _| {
+                        vec![(
+                            "name".into(),
+                            json!({"AlarmNames": [req["AlarmName"]], "AlarmTypes": ["CompositeAlarm"]}),
+                        )]
+                    },
+                    pick: |req, d| {
+                        d["CompositeAlarms"]
+                            .as_array()?
+                            .iter()
+                            .find(|a| a["AlarmName"] == req["AlarmName"])
+                            .cloned()
+                    },
                 },
-            }],
+                Echo {
+                    create: "PutMetricAlarm",
+                    describe: "DescribeAlarms",
+                    lookups: |req, _, _| {
+                        vec![("name".into(), json!({"AlarmNames": [req["AlarmName"]]}))]
+                    },
+                    pick: |req, d| {
+                        d["MetricAlarms"]
+                            .as_array()?
+                            .iter()
+                            .find(|a| a["AlarmName"] == req["AlarmName"])
+                            .cloned()
+                    },
+                },
+            ],
             page_fixtures: vec![
                 PageFixture {
                     op: "DescribeAlarms",
@@ -201,18 +237,35 @@ impl Profile {
             page_not_applicable: vec![],
             page_items: vec![("GetMetricData", datapoints)],
             volatile: vec![],
-            waiter_scenarios: vec![("AlarmExists", |c| {
-                ok_json(
-                    c.call("PutMetricAlarm", &alarm("waited", "idle"))
+            waiter_failures: vec![],
+            fresh_names: vec![("PutCompositeAlarm", &["AlarmName"])],
+            echo_unreturned: vec![],
+            waiter_scenarios: vec![
+                ("AlarmExists", |c| {
+                    ok_json(
+                        c.call("PutMetricAlarm", &alarm("waited", "idle"))
+                            .map_err(|e| e.to_string())?,
+                        "PutMetricAlarm",
+                    )?;
+                    Ok(json!({"AlarmNames": ["waited"]}))
+                }),
+                // Composite alarms are listed only when asked for, so the waiter is too.
+                ("CompositeAlarmExists", |c| {
+                    ok_json(
+                        c.call(
+                            "PutCompositeAlarm",
+                            &json!({"AlarmName": "waited-composite",
+                                    "AlarmRule": "ALARM(conformance) AND NOT OK(conformance)"}),
+                        )
                         .map_err(|e| e.to_string())?,
-                    "PutMetricAlarm",
-                )?;
-                Ok(json!({"AlarmNames": ["waited"]}))
-            })],
-            waiter_not_applicable: vec![(
-                "CompositeAlarmExists",
-                "composite alarms are not implemented (PutCompositeAlarm is in the ledger)",
-            )],
+                        "PutCompositeAlarm",
+                    )?;
+                    Ok(
+                        json!({"AlarmNames": ["waited-composite"], "AlarmTypes": ["CompositeAlarm"]}),
+                    )
+                }),
+            ],
+            waiter_not_applicable: vec![],
         }
     }
 }

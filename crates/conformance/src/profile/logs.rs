@@ -145,24 +145,75 @@ impl Profile {
                 }
                 calls
             },
-            echoes: vec![Echo {
-                create: "CreateLogGroup",
-                describe: "DescribeLogGroups",
-                lookups: |req, _| {
-                    let name = &req["logGroupName"];
-                    vec![
-                        ("name prefix".into(), json!({"logGroupNamePrefix": name})),
-                        ("identifier".into(), json!({"logGroupIdentifiers": [name]})),
-                    ]
+            echoes: vec![
+                Echo {
+                    create: "CreateLogGroup",
+                    describe: "DescribeLogGroups",
+                    // CreateLogGroup answers nothing: the group's ARN comes from the first lookup.
+                    lookups: |req, _, found| {
+                        let name = &req["logGroupName"];
+                        let mut forms = vec![
+                            ("name prefix".into(), json!({"logGroupNamePrefix": name})),
+                            (
+                                "name identifier".into(),
+                                json!({"logGroupIdentifiers": [name]}),
+                            ),
+                        ];
+                        if let Some(arn) = found["logGroupArn"].as_str() {
+                            forms.push((
+                                "ARN identifier".into(),
+                                json!({"logGroupIdentifiers": [arn]}),
+                            ));
+                        }
+                        forms
+                    },
+                    pick: |req, d| {
+                        d["logGroups"]
+                            .as_array()?
+                            .iter()
+                            .find(|g| g["logGroupName"] == req["logGroupName"])
+                            .cloned()
+                    },
                 },
-                pick: |req, d| {
-                    d["logGroups"]
-                        .as_array()?
-                        .iter()
-                        .find(|g| g["logGroupName"] == req["logGroupName"])
-                        .cloned()
+                // A stream is named within its group; the group by name, by `logGroupIdentifier`
+                // as a name, and by `logGroupIdentifier` as the group's ARN (from the stream's).
+                Echo {
+                    create: "CreateLogStream",
+                    describe: "DescribeLogStreams",
+                    lookups: |req, _, found| {
+                        let stream = &req["logStreamName"];
+                        let group = &req["logGroupName"];
+                        let mut forms = vec![
+                            (
+                                "group name".into(),
+                                json!({"logGroupName": group, "logStreamNamePrefix": stream}),
+                            ),
+                            (
+                                "group name identifier".into(),
+                                json!({"logGroupIdentifier": group, "logStreamNamePrefix": stream}),
+                            ),
+                        ];
+                        if let Some((group_arn, _)) = found["arn"]
+                            .as_str()
+                            .and_then(|a| a.split_once(":log-stream:"))
+                        {
+                            forms.push((
+                                "group ARN identifier".into(),
+                                json!({"logGroupIdentifier": group_arn,
+                                   "logStreamNamePrefix": stream}),
+                            ));
+                        }
+                        forms
+                    },
+                    pick: |req, d| {
+                        d["logStreams"]
+                            .as_array()?
+                            .iter()
+                            .find(|s| s["logStreamName"] == req["logStreamName"])
+                            .cloned()
+                    },
                 },
-            }],
+            ],
             page_fixtures: vec![
                 PageFixture {
                     op: "DescribeLogGroups",
@@ -231,6 +282,12 @@ impl Profile {
             volatile: vec![],
             waiter_scenarios: vec![],
             waiter_not_applicable: vec![],
+            waiter_failures: vec![],
+            fresh_names: vec![
+                ("CreateLogGroup", &["logGroupName"]),
+                ("CreateLogStream", &["logStreamName"]),
+            ],
+            echo_unreturned: vec![],
         }
     }
 }

@@ -35,6 +35,10 @@ enum Defect {
     EchoDropsTags,
     /// ListClusters: the last page hands back the token it was sent, as GetLogEvents does.
     SameTokenAtEnd,
+    /// DescribeClusters: finds clusters named by name only, not by ARN.
+    EchoNamesOnly,
+    /// DescribeClusters: leaves out the `settings` CreateCluster accepted.
+    EchoDropsSettings,
 }
 
 #[derive(Default)]
@@ -116,7 +120,8 @@ fn handle(defect: Defect, state: &mut State, op: &str, body: &Value) -> (u16, Va
                 .get("clusterName")
                 .and_then(Value::as_str)
                 .unwrap_or("default");
-            let tags = obj.get("tags").cloned().unwrap_or(json!([]));
+            // What the cluster was created with, given back whole by DescribeClusters.
+            let tags = body.clone();
             if defect == Defect::WritesOnInvalidInput {
                 state.clusters.push((name.to_string(), tags.clone()));
             }
@@ -146,11 +151,19 @@ fn handle(defect: Defect, state: &mut State, op: &str, body: &Value) -> (u16, Va
                 .unwrap_or_default();
             let mut clusters = Vec::new();
             for w in wanted {
-                let name = w.strip_prefix(ARN_PREFIX).unwrap_or(&w);
+                let name = match defect {
+                    Defect::EchoNamesOnly => w.as_str(),
+                    _ => w.strip_prefix(ARN_PREFIX).unwrap_or(&w),
+                };
                 if let Some((n, tags)) = state.clusters.iter().find(|(n, _)| n == name) {
                     let mut c = cluster(n, tags);
                     if defect == Defect::EchoDropsTags {
                         c["tags"] = json!([]);
+                    }
+                    if defect == Defect::EchoDropsSettings
+                        && let Some(c) = c.as_object_mut()
+                    {
+                        c.remove("settings");
                     }
                     clusters.push(c);
                 }
@@ -173,18 +186,39 @@ fn handle(defect: Defect, state: &mut State, op: &str, body: &Value) -> (u16, Va
                 json!({"settings": [{"name": "serviceLongArnFormat", "value": "enabled", "type": kind}]}),
             )
         }
-        // A service that is stable at once, for the waiter through boto3.
-        "DescribeServices" => (
-            200,
-            json!({"services": [{"serviceName": "s", "status": "ACTIVE", "runningCount": 1,
-                "desiredCount": 1, "deployments": [{"status": "PRIMARY"}]}], "failures": []}),
-        ),
+        // A service that is stable at once, for the waiter through boto3; `gone` never was.
+        "DescribeServices" => {
+            let asked = obj.get("services").cloned().unwrap_or(json!([]));
+            if asked == json!(["gone"]) {
+                return (
+                    200,
+                    json!({"services": [], "failures": [{"arn": "gone", "reason": "MISSING"}]}),
+                );
+            }
+            (
+                200,
+                json!({"services": [{"serviceName": "s", "status": "ACTIVE", "runningCount": 1,
+                    "desiredCount": 1, "deployments": [{"status": "PRIMARY"}]}], "failures": []}),
+            )
+        }
         _ => err(400, "UnknownOperationException"),
     }
 }
 
-fn cluster(name: &str, tags: &Value) -> Value {
-    json!({"clusterArn": format!("{ARN_PREFIX}{name}"), "clusterName": name, "status": "ACTIVE", "tags": tags})
+/// A cluster as the fake describes it: every member it was created with (CreateCluster's input
+/// members are all members of `Cluster`), its ARN, name and status.
+fn cluster(name: &str, created: &Value) -> Value {
+    let mut c = created.clone();
+    if !c.is_object() {
+        c = json!({});
+    }
+    c["clusterArn"] = json!(format!("{ARN_PREFIX}{name}"));
+    c["clusterName"] = json!(name);
+    c["status"] = json!("ACTIVE");
+    if c.get("tags").is_none() {
+        c["tags"] = json!([]);
+    }
+    c
 }
 
 /// Starts the fake on a free loopback port; it serves until the test process ends.
@@ -492,6 +526,83 @@ fn a_describe_that_drops_what_create_accepted_is_caught() {
         profile(),
     );
     assert_caught(&r, Part::Echo, Kind::EchoMismatch);
+}
+
+#[test]
+fn a_describe_that_leaves_out_an_accepted_member_is_caught() {
+    let r = run(
+        Defect::EchoDropsSettings,
+        &["CreateCluster", "DescribeClusters"],
+        &["CreateCluster"],
+        &[Part::Echo],
+        profile(),
+    );
+    assert_caught(&r, Part::Echo, Kind::EchoMismatch);
+    assert!(
+        r.failures().all(|f| matches!(&f.outcome,
+            berth_conformance::suite::Outcome::Failed { violations, .. }
+                if violations.iter().any(|v| v.path == "$.settings"))),
+        "{}",
+        r.render()
+    );
+}
+
+#[test]
+fn a_describe_that_takes_names_but_not_arns_is_caught() {
+    let r = run(
+        Defect::EchoNamesOnly,
+        &["CreateCluster", "DescribeClusters"],
+        &["CreateCluster"],
+        &[Part::Echo],
+        profile(),
+    );
+    assert_caught(&r, Part::Echo, Kind::EchoMismatch);
+    // Every failure is a lookup by ARN; by name the same clusters came back.
+    assert!(
+        r.failures().all(|f| f.case.ends_with("by full ARN")),
+        "{}",
+        r.render()
+    );
+    assert!(r.has_passed(Part::Echo), "{}", r.render());
+}
+
+/// A failure scenario passes only when boto3's wait stops on a failure acceptor: a service
+/// that never was (MISSING) does; a stable one, which the waiter accepts, is caught.
+#[test]
+fn a_waiter_failure_acceptor_is_exercised_through_boto3() {
+    let ops = ["DescribeServices"];
+    let mut p = profile();
+    p.waiter_scenarios = vec![
+        ("ServicesStable", |_| {
+            Ok(json!({"cluster": "c", "services": ["s"]}))
+        }),
+        ("ServicesInactive", |_| Err("not under test".into())),
+    ];
+    p.waiter_failures = vec![("ServicesStable", |_| {
+        Ok(json!({"cluster": "c", "services": ["gone"]}))
+    })];
+    let r = run(Defect::None, &ops, &ops, &[Part::Waiters], p.clone());
+    let case = |r: &Report| {
+        r.records
+            .iter()
+            .find(|r| r.case == "waiter ServicesStable, failure acceptor")
+            .map(|r| r.outcome.clone())
+            .expect("ran")
+    };
+    assert!(
+        matches!(case(&r), berth_conformance::suite::Outcome::Passed),
+        "{}",
+        r.render()
+    );
+    p.waiter_failures = vec![("ServicesStable", |_| {
+        Ok(json!({"cluster": "c", "services": ["s"]}))
+    })];
+    let r = run(Defect::None, &ops, &ops, &[Part::Waiters], p);
+    assert!(
+        matches!(case(&r), berth_conformance::suite::Outcome::Failed { .. }),
+        "{}",
+        r.render()
+    );
 }
 
 #[test]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+mod capacity_providers;
 mod lb;
 
 const JOIN: &str = "join-secret";
