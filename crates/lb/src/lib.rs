@@ -38,10 +38,8 @@ use parking_lot::Mutex;
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use table::Table;
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 /// Where `instance` targets live: an EC2-style instance id → an address of its host.
@@ -298,10 +296,9 @@ impl DataPlane {
 }
 
 /// One thread serving traffic on a single-threaded runtime, like an nginx worker: every worker
-/// accepts on every listener (connections are dealt out in turn, [`Share`]), and a connection,
-/// its requests and the target connections they use all stay on one thread, so a request
-/// crosses no thread and wakes no other one. Target connections are pooled per worker for the
-/// same reason.
+/// accepts on every listener, and a connection, its requests and the target connections they use all stay on one thread, so a
+/// request crosses no thread and wakes no other one. Target connections are pooled per worker
+/// for the same reason.
 struct Worker {
     runtime: tokio::runtime::Handle,
     upstream: Arc<upstream::Pool>,
@@ -396,24 +393,15 @@ impl Sockets {
                         .unwrap_or(addr);
                     plane.inner.bound.lock().insert(port, local);
                     tracing::info!("load balancer: listening on {local}");
-                    let (senders, receivers): (Vec<_>, Vec<_>) =
-                        sockets.iter().map(|_| mpsc::unbounded_channel()).unzip();
-                    let share = Arc::new(Share {
-                        workers: senders,
-                        next: AtomicUsize::new(0),
-                    });
                     let tasks = sockets
                         .into_iter()
-                        .zip(receivers)
                         .enumerate()
-                        .map(|(i, (socket, handed))| {
+                        .map(|(i, socket)| {
                             plane.inner.workers[i].runtime.spawn(accept(
                                 plane.clone(),
                                 i,
                                 port,
                                 socket,
-                                share.clone(),
-                                handed,
                             ))
                         })
                         .collect();
@@ -460,32 +448,7 @@ fn server(idle_timeout: Duration) -> hyper_util::server::conn::auto::Builder<Tok
     b
 }
 
-/// How one port's accepted connections are dealt out: whichever worker wins an `accept` (the
-/// first to wake, often the same one for a burst of connects) serves the connection only when
-/// it is that worker's turn, and otherwise hands it to the worker whose turn it is. A client's
-/// connections are then split evenly, so no worker's share waits behind a bigger one (a 40/60
-/// split of the workers' CPU was seen with first-come accepts, which shows in p99). The one
-/// cross-thread hop is per connection, not per request.
-struct Share {
-    workers: Vec<mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>>,
-    next: AtomicUsize,
-}
-
-impl Share {
-    /// The worker whose turn the next connection is.
-    fn turn(&self) -> usize {
-        self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len().max(1)
-    }
-}
-
-async fn accept(
-    plane: DataPlane,
-    worker: usize,
-    port: u16,
-    socket: std::net::TcpListener,
-    share: Arc<Share>,
-    mut handed: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
-) {
+async fn accept(plane: DataPlane, worker: usize, port: u16, socket: std::net::TcpListener) {
     let listener = match tokio::net::TcpListener::from_std(socket) {
         Ok(l) => l,
         Err(e) => {
@@ -496,7 +459,7 @@ async fn accept(
     let builder = server(plane.inner.options.idle_timeout);
     let mut connections = JoinSet::new();
     loop {
-        let (stream, remote) = tokio::select! {
+        tokio::select! {
             accepted = listener.accept() => {
                 let (stream, remote) = match accepted {
                     Ok(a) => a,
@@ -507,48 +470,29 @@ async fn accept(
                         continue;
                     }
                 };
-                let turn = share.turn();
-                if turn == worker {
-                    (stream, remote)
-                } else {
-                    // Leaves this worker's reactor; the other registers it with its own.
-                    if let Ok(std) = stream.into_std() {
-                        let _ = share.workers[turn].send((std, remote));
-                    }
-                    continue;
-                }
+                let _ = stream.set_nodelay(true);
+                let builder = builder.clone();
+                // What every request of this connection shares, made once: cloning it per
+                // request touches only this worker's memory.
+                let connection = Arc::new((
+                    plane.inner.table.clone(),
+                    proxy::Ctx::new(plane.inner.workers[worker].upstream.clone(), port, remote),
+                ));
+                connections.spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let connection = connection.clone();
+                        async move {
+                            let (table, ctx) = &*connection;
+                            let listener = table.load().ports.get(&ctx.local_port).cloned();
+                            Ok::<_, std::convert::Infallible>(proxy::handle(ctx, listener, req).await)
+                        }
+                    });
+                    let _ = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
+                });
             }
-            Some((std, remote)) = handed.recv() => {
-                match tokio::net::TcpStream::from_std(std) {
-                    Ok(stream) => (stream, remote),
-                    Err(e) => {
-                        tracing::warn!(port, "load balancer: cannot serve a connection: {e}");
-                        continue;
-                    }
-                }
-            }
-            Some(_) = connections.join_next() => continue,
-        };
-        let _ = stream.set_nodelay(true);
-        let builder = builder.clone();
-        // What every request of this connection shares, made once: cloning it per
-        // request touches only this worker's memory.
-        let connection = Arc::new((
-            plane.inner.table.clone(),
-            proxy::Ctx::new(plane.inner.workers[worker].upstream.clone(), port, remote),
-        ));
-        connections.spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let connection = connection.clone();
-                async move {
-                    let (table, ctx) = &*connection;
-                    let listener = table.load().ports.get(&ctx.local_port).cloned();
-                    Ok::<_, std::convert::Infallible>(proxy::handle(ctx, listener, req).await)
-                }
-            });
-            let _ = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await;
-        });
+            Some(_) = connections.join_next() => {}
+        }
     }
 }
