@@ -437,17 +437,7 @@ pub async fn put_metric_alarm(
             "Dimensions",
         )?));
     }
-    let tags: Vec<(String, String)> = req
-        .tags
-        .iter()
-        .flatten()
-        .map(|t| {
-            (
-                t.key.clone().unwrap_or_default(),
-                t.value.clone().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let tags: Vec<(String, String)> = tag_pairs(req.tags.as_deref());
     check_tags(&tags)?;
     let now = cw.now_ms();
     let arn = alarm_arn(&partition, &name);
@@ -560,6 +550,19 @@ pub async fn put_metric_alarm(
     })
     .await?;
     Ok(Empty::new())
+}
+
+/// A request's tags as `(key, value)` pairs, how alarm records keep them.
+pub(crate) fn tag_pairs(tags: Option<&[wire::Tag]>) -> Vec<(String, String)> {
+    tags.into_iter()
+        .flatten()
+        .map(|t| {
+            (
+                t.key.clone().unwrap_or_default(),
+                t.value.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 pub(crate) fn check_tags(tags: &[(String, String)]) -> Result<(), AwsError> {
@@ -1234,17 +1237,7 @@ pub async fn tag_resource(
     req: wire::TagResourceInput,
 ) -> Result<wire::TagResourceOutput, AwsError> {
     let arn = req.resource_arn.clone().unwrap_or_default();
-    let given: Vec<(String, String)> = req
-        .tags
-        .iter()
-        .flatten()
-        .map(|t| {
-            (
-                t.key.clone().unwrap_or_default(),
-                t.value.clone().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let given: Vec<(String, String)> = tag_pairs(req.tags.as_deref());
     update_tags(cw, ctx, &arn, |tags| {
         for (key, value) in &given {
             match tags.iter_mut().find(|(k, _)| k == key) {

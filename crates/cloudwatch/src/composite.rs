@@ -7,7 +7,7 @@
 //! record, and the evaluator's ticks step them on (`release_deferred`).
 
 use crate::Cloudwatch;
-use crate::alarms::{self, alarm_arn, all_alarms, check_actions, check_tags};
+use crate::alarms::{self, alarm_arn, all_alarms, check_actions, check_tags, tag_pairs};
 use crate::common::{long_date, validation};
 use crate::evaluate::State;
 use crate::interface::AlarmTransition;
@@ -192,17 +192,7 @@ pub async fn put_composite_alarm(
         check_actions(list.as_ref(), at)?;
     }
     check_suppressor(&req)?;
-    let tags: Vec<(String, String)> = req
-        .tags
-        .iter()
-        .flatten()
-        .map(|t| {
-            (
-                t.key.clone().unwrap_or_default(),
-                t.value.clone().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let tags: Vec<(String, String)> = tag_pairs(req.tags.as_deref());
     check_tags(&tags)?;
     let references = rule.children();
     let now = cw.now_ms();
