@@ -92,38 +92,42 @@ struct Child {
 }
 
 async fn child(cw: &Cloudwatch, partition: &str, name: &str) -> Result<Option<Child>, AwsError> {
-    let state_of = |value: Option<&str>| {
-        value
+    // Metric and composite alarms keep the same four facts a parent reads, under the same names.
+    let child = |arn: Option<String>,
+                 state: Option<String>,
+                 transitioned: Option<Timestamp>,
+                 updated: Option<Timestamp>| Child {
+        arn: arn.unwrap_or_default(),
+        state: state
+            .as_deref()
             .and_then(State::parse)
-            .unwrap_or(State::InsufficientData)
+            .unwrap_or(State::InsufficientData),
+        transitioned_ms: transitioned
+            .or(updated)
+            .map(Timestamp::to_millis)
+            .unwrap_or_default(),
     };
     if let Some((r, _)) =
         get_as::<AlarmRecord, _>(cw.store(), records::ALARM, partition, name).await?
     {
-        return Ok(Some(Child {
-            arn: r.alarm.alarm_arn.unwrap_or_default(),
-            state: state_of(r.alarm.state_value.as_deref()),
-            transitioned_ms: r
-                .alarm
-                .state_transitioned_timestamp
-                .or(r.alarm.state_updated_timestamp)
-                .map(Timestamp::to_millis)
-                .unwrap_or_default(),
-        }));
+        let a = r.alarm;
+        return Ok(Some(child(
+            a.alarm_arn,
+            a.state_value,
+            a.state_transitioned_timestamp,
+            a.state_updated_timestamp,
+        )));
     }
     if let Some((r, _)) =
         get_as::<CompositeRecord, _>(cw.store(), records::COMPOSITE, partition, name).await?
     {
-        return Ok(Some(Child {
-            arn: r.alarm.alarm_arn.unwrap_or_default(),
-            state: state_of(r.alarm.state_value.as_deref()),
-            transitioned_ms: r
-                .alarm
-                .state_transitioned_timestamp
-                .or(r.alarm.state_updated_timestamp)
-                .map(Timestamp::to_millis)
-                .unwrap_or_default(),
-        }));
+        let a = r.alarm;
+        return Ok(Some(child(
+            a.alarm_arn,
+            a.state_value,
+            a.state_transitioned_timestamp,
+            a.state_updated_timestamp,
+        )));
     }
     Ok(None)
 }

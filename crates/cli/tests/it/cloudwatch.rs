@@ -194,6 +194,16 @@ fn statistics_and_metric_data_match_the_raw_samples() {
     assert_eq!(listed["Metrics"][0]["Dimensions"][0]["Value"], "web");
 }
 
+/// The summaries of a DescribeAlarmHistory answer, in its order.
+pub(crate) fn history_summaries(history: &Value) -> Vec<&str> {
+    history["AlarmHistoryItems"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["HistorySummary"].as_str().unwrap_or_default())
+        .collect()
+}
+
 pub(crate) fn alarm_state(berth: &Berth, name: &str) -> String {
     let out = cloudwatch(berth, &["describe-alarms", "--alarm-names", name]);
     out["MetricAlarms"][0]["StateValue"]
@@ -273,12 +283,7 @@ fn a_high_resolution_alarm_goes_insufficient_data_alarm_ok() {
             "TimestampAscending",
         ],
     );
-    let summaries: Vec<&str> = history["AlarmHistoryItems"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|i| i["HistorySummary"].as_str().unwrap_or_default())
-        .collect();
+    let summaries = history_summaries(&history);
     assert_eq!(
         summaries,
         vec![

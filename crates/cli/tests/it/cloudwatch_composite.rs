@@ -3,7 +3,9 @@
 //! back to OK; the CLI's `composite-alarm-exists` waiter; DescribeAlarms' type, children and
 //! parents filters; bad rules refused without changing anything.
 
-use crate::cloudwatch::{alarm_state, cloudwatch, cloudwatch_fails, drive_until};
+use crate::cloudwatch::{
+    alarm_state, cloudwatch, cloudwatch_fails, drive_until, history_summaries,
+};
 use crate::harness::{Berth, Opts};
 use serde_json::Value;
 
@@ -142,12 +144,7 @@ fn a_composite_alarm_follows_its_children() {
             "TimestampAscending",
         ],
     );
-    let summaries: Vec<&str> = history["AlarmHistoryItems"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|i| i["HistorySummary"].as_str().unwrap_or_default())
-        .collect();
+    let summaries = history_summaries(&history);
     assert_eq!(
         summaries,
         vec![
