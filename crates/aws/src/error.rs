@@ -30,7 +30,7 @@ impl AwsError {
 
     /// A real server fault. The detail goes to the log, never to the client.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
-        let id = uuid::Uuid::new_v4();
+        let id = crate::request_id::new_uuid();
         tracing::error!(error_id = %id, "internal error: {detail}");
         AwsError {
             code: Cow::Borrowed("ServerException"),

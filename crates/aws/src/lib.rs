@@ -12,10 +12,12 @@ pub mod error;
 pub mod json;
 pub mod model;
 pub mod query;
+pub mod request_id;
 pub mod service;
 pub mod sigv4;
 pub mod token;
 pub mod validate;
 
 pub use error::AwsError;
+pub use request_id::new_request_id;
 pub use service::{JsonService, RequestContext};

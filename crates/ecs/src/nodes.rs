@@ -219,20 +219,26 @@ async fn desired(
     if instance.status == "INACTIVE" {
         return Ok((vec![], draining));
     }
-    let mut tasks = Vec::new();
     let on_instance = on_instance_key(&instance.cluster, &instance.id, "");
-    for (key, _) in common::all::<bool>(ecs, ctx, kinds::TASK_ON_INSTANCE, &on_instance).await? {
-        let id = &key[on_instance.len()..];
+    let task_keys: Vec<String> =
+        common::all::<bool>(ecs, ctx, kinds::TASK_ON_INSTANCE, &on_instance)
+            .await?
+            .into_iter()
+            .map(|(key, _)| pair_key(&instance.cluster, &key[on_instance.len()..]))
+            .collect();
+    // One read of every task, not one per task.
+    let tasks: Vec<TaskRecord> = ecs
+        .store()
+        .get_many_as::<TaskRecord>(kinds::TASK, &ctx.partition(), &task_keys)
+        .await
+        .map_err(common::store_error)?
+        .into_iter()
         // An entry outlives its task only between the two deletes of a sweep's commit (never):
         // a missing task is skipped rather than failing the node's poll.
-        if let Some((t, _)) =
-            common::get::<TaskRecord>(ecs, ctx, kinds::TASK, &pair_key(&instance.cluster, id))
-                .await?
-            && t.last_status != TaskStatus::Stopped.as_str()
-        {
-            tasks.push(t);
-        }
-    }
+        .flatten()
+        .map(|r| r.value)
+        .filter(|t| t.last_status != TaskStatus::Stopped.as_str())
+        .collect();
     let mut definitions = Definitions::default();
     let mut out = Vec::new();
     for t in tasks {

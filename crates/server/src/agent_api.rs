@@ -62,7 +62,7 @@ impl AgentApi {
         RequestContext {
             account_id: self.account_id.clone(),
             region: self.region.clone(),
-            request_id: uuid::Uuid::new_v4().to_string(),
+            request_id: berth_aws::new_request_id(),
             access_key_id: None,
         }
     }

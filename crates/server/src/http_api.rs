@@ -163,7 +163,7 @@ fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 
 async fn request_id(mut response: Response) -> Response {
     if !response.headers().contains_key("x-amzn-requestid")
-        && let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+        && let Ok(v) = HeaderValue::from_str(&berth_aws::new_request_id())
     {
         response.headers_mut().insert("x-amzn-requestid", v);
     }
@@ -194,7 +194,7 @@ async fn reset(AxState(state): AxState<Arc<State>>) -> Response {
         let ctx = RequestContext {
             account_id: state.account_id.clone(),
             region: state.default_region.clone(),
-            request_id: uuid::Uuid::new_v4().to_string(),
+            request_id: berth_aws::new_request_id(),
             access_key_id: None,
         };
         result = state
@@ -223,7 +223,7 @@ async fn reset(AxState(state): AxState<Arc<State>>) -> Response {
 }
 
 async fn aws(AxState(state): AxState<Arc<State>>, req: Request) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = berth_aws::new_request_id();
     let content_type = req
         .headers()
         .get("content-type")

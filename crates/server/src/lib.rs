@@ -341,7 +341,7 @@ fn own_context(config: &Config) -> berth_aws::RequestContext {
     berth_aws::RequestContext {
         account_id: config.account_id.clone(),
         region: config.region.clone(),
-        request_id: uuid::Uuid::new_v4().to_string(),
+        request_id: berth_aws::new_request_id(),
         access_key_id: None,
     }
 }

@@ -55,6 +55,17 @@ impl Store for AnyStore {
         }
     }
 
+    async fn get_many_as<T: serde::de::DeserializeOwned + Send>(
+        &self,
+        kind: &str,
+        partition: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<TypedRecord<T>>>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.get_many_as(kind, partition, keys).await,
+        }
+    }
+
     async fn partitions(&self, kind: &str) -> Result<Vec<String>, StoreError> {
         match self {
             AnyStore::Sqlite(s) => s.partitions(kind).await,

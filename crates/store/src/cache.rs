@@ -92,6 +92,29 @@ impl ReadCache {
         })
     }
 
+    /// The cached rows of every query, or, when any of them is not cached, the ticket to fill
+    /// them with after reading SQLite. All or nothing, under one lock, so an answer is never
+    /// part cached rows and part a later read: the rows all held at one instant.
+    pub(crate) fn lookup_all(
+        &self,
+        kind: &str,
+        partition: &str,
+        queries: &[Query],
+    ) -> Result<Vec<Arc<[Row]>>, Ticket> {
+        let state = self.state.lock();
+        let slot = state.kinds.get(kind).and_then(|p| p.get(partition));
+        let cached = slot.and_then(|slot| {
+            queries
+                .iter()
+                .map(|query| slot.entries.get(query).map(|(rows, _)| Arc::clone(rows)))
+                .collect::<Option<Vec<_>>>()
+        });
+        cached.ok_or(Ticket {
+            epoch: state.epoch,
+            generation: slot.map_or(0, |slot| slot.generation),
+        })
+    }
+
     /// Keeps what a reader read, unless a write began since its ticket was issued.
     pub(crate) fn fill(
         &self,
@@ -213,6 +236,28 @@ mod tests {
         assert!(cache.lookup("k", "p", &get("a")).is_err());
         cache.end_write("k", "p");
         assert!(cache.lookup("k", "p", &get("a")).is_err());
+    }
+
+    #[test]
+    fn lookup_all_answers_only_when_every_query_is_cached() {
+        let cache = ReadCache::default();
+        let ticket = cache.lookup("k", "p", &get("a")).unwrap_err();
+        cache.fill("k", "p", get("a"), ticket, rows("1"));
+        // `b` is missing: no rows at all, and a ticket that fills both.
+        let ticket = cache
+            .lookup_all("k", "p", &[get("a"), get("b")])
+            .unwrap_err();
+        cache.fill("k", "p", get("b"), ticket, rows("2"));
+        let both = cache.lookup_all("k", "p", &[get("b"), get("a")]).unwrap();
+        assert_eq!((&*both[0][0].2, &*both[1][0].2), ("2", "1"));
+        assert!(cache.lookup_all("k", "q", &[get("a")]).is_err());
+        // A ticket from before a write fills nothing.
+        let stale = cache.lookup_all("k", "p", &[get("c")]).unwrap_err();
+        cache.begin_write("k", "p");
+        cache.end_write("k", "p");
+        cache.fill("k", "p", get("c"), stale, rows("3"));
+        assert!(cache.lookup_all("k", "p", &[get("c")]).is_err());
+        assert!(cache.lookup_all("k", "p", &[get("a")]).is_err());
     }
 
     #[test]

@@ -200,6 +200,16 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<TypedRecord<T>>, StoreError>> + Send;
 
+    /// Records of one kind in one partition by key, each decoded like [`Store::list_as`], in
+    /// the order of `keys` (`None` for an absent one). All are read as of one moment, in one
+    /// read transaction, rather than one transaction per key as separate `get`s would.
+    fn get_many_as<T: serde::de::DeserializeOwned + Send>(
+        &self,
+        kind: &str,
+        partition: &str,
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<Option<TypedRecord<T>>>, StoreError>> + Send;
+
     /// The partitions holding at least one record of `kind`, in order: how a one-time upgrade
     /// of a kind's records finds them all.
     fn partitions(

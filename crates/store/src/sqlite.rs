@@ -283,25 +283,8 @@ impl SqliteStore {
                 .map(|(_, version, text)| (*version, text.clone())),
             Err(ticket) => {
                 let row = self.read(|conn| {
-                    let mut stmt = conn
-                        .prepare_cached(
-                            "SELECT version, value FROM records
-                             WHERE kind = ?1 AND partition = ?2 AND key = ?3",
-                        )
-                        .map_err(backend)?;
-                    let row = stmt
-                        .query_row(params![kind, partition, key], |r| {
-                            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                        })
-                        .optional()
-                        .map_err(backend)?;
-                    row.map(|(version, text)| {
-                        Ok::<_, StoreError>((
-                            from_sql_int(version, "version")?,
-                            text.into_boxed_str(),
-                        ))
-                    })
-                    .transpose()
+                    let mut stmt = conn.prepare_cached(GET_SQL).map_err(backend)?;
+                    point_read(&mut stmt, kind, partition, key)
                 })?;
                 let rows: Vec<Row> = row
                     .iter()
@@ -323,6 +306,72 @@ impl SqliteStore {
             })
         })
         .transpose()
+    }
+
+    /// Point reads of several keys: all from the cache when every one is cached, otherwise
+    /// all from SQLite in one read transaction, so the answer is one state of the partition
+    /// either way.
+    fn get_many_as_sync<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        partition: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<TypedRecord<T>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let queries: Vec<Query> = keys
+            .iter()
+            .map(|key| Query::Get { key: key.clone() })
+            .collect();
+        let found: Vec<Arc<[Row]>> = match self.inner.cache.lookup_all(kind, partition, &queries) {
+            Ok(cached) => cached,
+            Err(ticket) => {
+                let rows = self.read(|conn| {
+                    // One transaction for every key: one snapshot, and one take of SQLite's
+                    // shared-memory read lock instead of one per key.
+                    let tx = conn.unchecked_transaction().map_err(backend)?;
+                    let rows = {
+                        let mut stmt = tx.prepare_cached(GET_SQL).map_err(backend)?;
+                        keys.iter()
+                            .map(|key| {
+                                let row = point_read(&mut stmt, kind, partition, key)?;
+                                let rows: Vec<Row> = row
+                                    .into_iter()
+                                    .map(|(version, text)| (key.clone(), version, text))
+                                    .collect();
+                                Ok(Arc::from(rows))
+                            })
+                            .collect::<Result<Vec<Arc<[Row]>>, StoreError>>()?
+                    };
+                    tx.commit().map_err(backend)?;
+                    Ok(rows)
+                })?;
+                for (query, rows) in queries.into_iter().zip(&rows) {
+                    self.inner
+                        .cache
+                        .fill(kind, partition, query, ticket, Arc::clone(rows));
+                }
+                rows
+            }
+        };
+        found
+            .iter()
+            .map(|rows| {
+                rows.first()
+                    .map(|(key, version, text)| {
+                        let value = serde_json::from_str(text).map_err(|e| {
+                            StoreError::Corrupt(format!("{kind} {partition} {key}: {e}"))
+                        })?;
+                        Ok(TypedRecord {
+                            key: key.clone(),
+                            version: *version,
+                            value,
+                        })
+                    })
+                    .transpose()
+            })
+            .collect()
     }
 
     fn list_sync(
@@ -700,6 +749,15 @@ impl Store for SqliteStore {
         self.list_as_sync(kind, partition, prefix, start_after, limit)
     }
 
+    async fn get_many_as<T: serde::de::DeserializeOwned + Send>(
+        &self,
+        kind: &str,
+        partition: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<TypedRecord<T>>>, StoreError> {
+        self.get_many_as_sync(kind, partition, keys)
+    }
+
     async fn partitions(&self, kind: &str) -> Result<Vec<String>, StoreError> {
         self.partitions_sync(kind)
     }
@@ -819,6 +877,27 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit().map_err(backend)?;
         tracing::info!(version = applied + 1, "applied store migration");
     }
+}
+
+/// A point read by primary key (`point_read` runs it).
+const GET_SQL: &str = "SELECT version, value FROM records
+                       WHERE kind = ?1 AND partition = ?2 AND key = ?3";
+
+/// One record's version and value text, by [`GET_SQL`].
+fn point_read(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    kind: &str,
+    partition: &str,
+    key: &str,
+) -> Result<Option<(u64, Box<str>)>, StoreError> {
+    let row = stmt
+        .query_row(params![kind, partition, key], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })
+        .optional()
+        .map_err(backend)?;
+    row.map(|(version, text)| Ok((from_sql_int(version, "version")?, text.into_boxed_str())))
+        .transpose()
 }
 
 fn read_revision(conn: &Connection) -> Result<u64, StoreError> {

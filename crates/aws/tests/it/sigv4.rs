@@ -445,6 +445,13 @@ fn malformed_authorization_headers() {
          keyid/date/region/service/term, got 'AKIDEXAMPLE/20250101/us-east-1'",
     );
     check(
+        b"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20250101/us-east-1/ecs/aws4_request/, \
+          SignedHeaders=host, Signature=00",
+        "IncompleteSignatureException",
+        "Credential must have exactly 5 slash-delimited elements, e.g. \
+         keyid/date/region/service/term, got 'AKIDEXAMPLE/20250101/us-east-1/ecs/aws4_request/'",
+    );
+    check(
         b"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20250101/us-east-1/ecs/aws5_request, \
           SignedHeaders=host, Signature=00",
         "IncompleteSignatureException",
@@ -471,6 +478,58 @@ fn malformed_authorization_headers() {
         t0(),
     );
     assert_eq!(e.code(), "IncompleteSignatureException");
+}
+
+/// The credential scope's date is compared with `X-Amz-Date`'s day field by field: a scope one
+/// day either side of it is refused with AWS's message, across a month's and a year's end, and
+/// a request signed in the first or last second of its day verifies.
+#[test]
+fn scope_date_one_day_off_is_refused() {
+    let check = |amz_date: &'static str, scope_date: &str| {
+        let mut parts = with_authorization(
+            format!(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/{scope_date}/us-east-1/ecs/aws4_request, \
+                 SignedHeaders=host;x-amz-date, Signature=00"
+            )
+            .as_bytes(),
+        );
+        parts
+            .headers
+            .insert("x-amz-date", HeaderValue::from_static(amz_date));
+        let e = err_at(
+            &Verifier::new(Mode::Open, keys(&[(AKID, SECRET)])),
+            &parts,
+            LIST_CLUSTERS,
+            t0(),
+        );
+        assert_eq!(
+            (e.code(), e.to_string()),
+            (
+                "InvalidSignatureException",
+                format!(
+                    "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of \
+                     date from HTTP: '{scope_date}' != '{}', from '{amz_date}'.",
+                    &amz_date[..8]
+                )
+            )
+        );
+    };
+    check("20250101T000000Z", "20241231");
+    check("20241231T235959Z", "20250101");
+    check("20250228T120000Z", "20250227");
+    check("20250228T120000Z", "20250301");
+    check("20240229T120000Z", "20240228");
+    check("20240229T120000Z", "20240301");
+    // Same digits in another order, and a date with a sign, are not the day either.
+    check("20250102T120000Z", "20250201");
+    check("20250102T120000Z", "+2025010");
+
+    for edge in [1_735_689_600, 1_735_689_600 + 86_399] {
+        let at = UNIX_EPOCH + Duration::from_secs(edge);
+        let (parts, body) = signed(ecs_request("/", LIST_CLUSTERS, &[]), at, How::default());
+        let p = verify_at(&verifier(), &parts, &body, at).expect("verifies at the day's edge");
+        assert_eq!(p.signed_at.timestamp(), i64::try_from(edge).unwrap());
+    }
 }
 
 #[test]

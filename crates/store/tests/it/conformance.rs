@@ -57,6 +57,7 @@ suite!(
     subscribe_sees_changes_in_order,
     changes_since_resumes_and_never_splits_a_commit,
     typed_helpers,
+    get_many_answers_each_key_in_order,
     futures_are_send,
 );
 
@@ -520,6 +521,66 @@ async fn typed_helpers<S: Store>(s: S) {
         Err(AppError::Store(StoreError::Conflict { .. }))
     ));
     assert_eq!(calls, berth_store::MAX_ATTEMPTS);
+}
+
+async fn get_many_answers_each_key_in_order<S: Store>(s: S) {
+    let keys = |ks: &[&str]| ks.iter().map(|k| (*k).to_owned()).collect::<Vec<_>>();
+    let answer = |got: Vec<Option<berth_store::TypedRecord<u64>>>| {
+        got.into_iter()
+            .map(|r| r.map(|r| (r.key, r.version, r.value)))
+            .collect::<Vec<_>>()
+    };
+    assert!(s.get_many_as::<u64>(K, P, &[]).await.unwrap().is_empty());
+    s.commit(vec![
+        Op::put(K, P, "a", json!(1), Expect::Absent),
+        Op::put(K, P, "b", json!(2), Expect::Absent),
+        Op::put(K, "other", "c", json!(3), Expect::Absent),
+        Op::put("test.other", P, "c", json!(4), Expect::Absent),
+    ])
+    .await
+    .unwrap();
+    let want = vec![
+        Some(("b".to_owned(), 1, 2)),
+        None,
+        Some(("a".to_owned(), 1, 1)),
+        Some(("b".to_owned(), 1, 2)),
+    ];
+    // Twice: the second answer comes from the read cache.
+    for _ in 0..2 {
+        let got = s
+            .get_many_as::<u64>(K, P, &keys(&["b", "c", "a", "b"]))
+            .await
+            .unwrap();
+        assert_eq!(answer(got), want);
+    }
+    // A commit is seen by the next read, cached or not.
+    s.commit(vec![
+        Op::put(K, P, "a", json!(10), Expect::Version(1)),
+        Op::put(K, P, "c", json!(30), Expect::Absent),
+        Op::delete(K, P, "b", Expect::Version(1)),
+    ])
+    .await
+    .unwrap();
+    let got = s
+        .get_many_as::<u64>(K, P, &keys(&["a", "b", "c"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        answer(got),
+        vec![
+            Some(("a".to_owned(), 2, 10)),
+            None,
+            Some(("c".to_owned(), 1, 30))
+        ]
+    );
+    // A value of the wrong shape is corrupt, not a panic.
+    s.commit(vec![Op::put(K, P, "bad", json!("text"), Expect::Absent)])
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.get_many_as::<u64>(K, P, &keys(&["a", "bad"])).await,
+        Err(StoreError::Corrupt(_))
+    ));
 }
 
 /// Generic callers must be able to move store work onto other tasks.

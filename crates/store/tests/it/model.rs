@@ -110,6 +110,11 @@ enum Step {
         after: Option<String>,
         limit: usize,
     },
+    GetMany {
+        kind: String,
+        partition: String,
+        keys: Vec<String>,
+    },
     Reset,
 }
 
@@ -148,6 +153,8 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (kind(), partition(), key(), prop::option::of(key()), 0usize..6).prop_map(
             |(kind, partition, prefix, after, limit)| Step::List { kind, partition, prefix, after, limit }
         ),
+        2 => (kind(), partition(), prop::collection::vec(key(), 0..4))
+            .prop_map(|(kind, partition, keys)| Step::GetMany { kind, partition, keys }),
         1 => Just(Step::Reset),
     ]
 }
@@ -187,6 +194,29 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                         .unwrap()
                         .into_iter()
                         .map(|r| (r.key, r.version, r.value))
+                        .collect();
+                    prop_assert_eq!(want, got);
+                }
+                Step::GetMany {
+                    kind,
+                    partition,
+                    keys,
+                } => {
+                    let want: Vec<_> = keys
+                        .iter()
+                        .map(|key| {
+                            model
+                                .records
+                                .get(&(kind.clone(), partition.clone(), key.clone()))
+                                .map(|(version, value)| (key.clone(), *version, value.clone()))
+                        })
+                        .collect();
+                    let got: Vec<_> = store
+                        .get_many_as::<Value>(&kind, &partition, &keys)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .map(|r| r.map(|r| (r.key, r.version, r.value)))
                         .collect();
                     prop_assert_eq!(want, got);
                 }
