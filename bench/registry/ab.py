@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 # bench/registry/ab.py: owns the rounds of bench/registry/ab.sh (which starts the servers and
 # cleans up): per round, a 512 MiB upload to A, B and distribution, then a manifest GET load on
-# each, in that order; the load average is printed with every round, the medians at the end.
+# each, each round starting one server further on (A B dist, B dist A, dist A B, ...); the load
+# average, CPU seconds and minor page faults per upload are printed with every round, the
+# medians at the end.
 # Uses driver.py's clients (curl for uploads, wrk for manifests), so numbers are comparable.
 import json
 import os
@@ -26,11 +28,22 @@ def load():
         return f.read().split()[0]
 
 
+def stat_fields(name):
+    """A server's /proc/PID/stat from field 3 (state) on: field N is at index N - 3."""
+    with open(f"/proc/{PIDS[name]}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(name):
     """User + system CPU time of a server so far."""
-    with open(f"/proc/{PIDS[name]}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    fields = stat_fields(name)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def minor_faults(name):
+    """Minor page faults of a server so far: memory the allocator handed back and took again
+    is faulted in anew, so this counts what trimming costs."""
+    return int(stat_fields(name)[7])
 
 
 def main():
@@ -42,19 +55,28 @@ def main():
             driver.push_manifest(base)
     up = {k: [] for k in SERVERS}
     cpu = {k: [] for k in SERVERS}
+    faults = {k: [] for k in SERVERS}
     rps = {k: [] for k in SERVERS}
     p99 = {k: [] for k in SERVERS}
     for i in range(ROUNDS):
         line = [f"round {i + 1} load {load()}:"]
+        # Each round starts with the next server, so none is always the one after another's
+        # upload or load.
+        names = list(SERVERS)
+        order = names[i % len(names):] + names[:i % len(names)]
         if not os.environ.get("SKIP_UPLOAD"):
-            for name, base in SERVERS.items():
-                before = cpu_seconds(name)
+            for name in order:
+                base = SERVERS[name]
+                before, faults_before = cpu_seconds(name), minor_faults(name)
                 up[name].append(MB / driver.upload(base, driver.BLOB, driver.BLOB_DIGEST))
                 cpu[name].append(cpu_seconds(name) - before)
+                faults[name].append(minor_faults(name) - faults_before)
             line.append("upload MB/s " + " ".join(f"{k}={v[-1]:.0f}" for k, v in up.items()))
             line.append("CPU s " + " ".join(f"{k}={v[-1]:.2f}" for k, v in cpu.items()))
+            line.append("faults " + " ".join(f"{k}={v[-1]}" for k, v in faults.items()))
         if not os.environ.get("SKIP_MANIFEST"):
-            for name, base in SERVERS.items():
+            for name in order:
+                base = SERVERS[name]
                 url = f"{base}/v2/{driver.REPO}/manifests/v1"
                 driver.wrk(url, "1s", latency=False)
                 r = driver.wrk(url, driver.DURATION)
@@ -66,8 +88,8 @@ def main():
             line.append("p99 ms " + " ".join(f"{k}={v[-1]:.2f}" for k, v in p99.items()))
         print(" | ".join(line), flush=True)
     med = {}
-    for label, series in (("upload_MBps", up), ("upload_cpu_s", cpu), ("manifest_rps", rps),
-                          ("manifest_p99_ms", p99)):
+    for label, series in (("upload_MBps", up), ("upload_cpu_s", cpu), ("upload_faults", faults),
+                          ("manifest_rps", rps), ("manifest_p99_ms", p99)):
         if all(series.values()):
             med[label] = {k: round(statistics.median(v), 2) for k, v in series.items()}
     for label, m in med.items():

@@ -94,7 +94,10 @@ def start_upload(base):
 
 
 def upload(base, path, digest):
-    """POST + PUT ?digest= with the file as the body (curl streams it). Returns seconds."""
+    """POST + PUT ?digest= with the file as the body (curl streams it). Returns seconds.
+    Dirty pages of earlier uploads are flushed first (untimed), so no upload starts while
+    another server's 512 MiB are being written back."""
+    os.sync()
     t0, loc = start_upload(base)
     sep = "&" if "?" in loc else "?"
     out = curl(
