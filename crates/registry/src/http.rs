@@ -752,14 +752,21 @@ async fn referrers(
 ) -> Result<Response, RegistryError> {
     registry.require_repo(name).await?;
     let prefix = format!("{}{}|", records::prefix(name), digest);
-    let filter = query.get("artifactType").filter(|t| !t.is_empty());
+    // Media types have no spaces (RFC 6838) but often a `+`, which some clients (the Rust
+    // oci-client) leave unescaped and form decoding reads as a space: read it as the `+` it was.
+    let filter = query
+        .get("artifactType")
+        .filter(|t| !t.is_empty())
+        .map(|t| t.replace(' ', "+"));
     let manifests: Vec<serde_json::Value> = registry
         .list_all(records::REFERRER, &prefix)
         .await?
         .into_iter()
         .map(|r| r.value)
         .filter(|d| {
-            filter.is_none_or(|t| d.get("artifactType").and_then(|v| v.as_str()) == Some(t))
+            filter
+                .as_deref()
+                .is_none_or(|t| d.get("artifactType").and_then(|v| v.as_str()) == Some(t))
         })
         .collect();
     let body = serde_json::json!({

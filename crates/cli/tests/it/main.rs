@@ -21,6 +21,7 @@ mod lb_services;
 mod ledger;
 mod lifecycle;
 mod logs;
+mod oci_client;
 mod profile;
 mod registry_clients;
 mod scaling_loop;

@@ -1,8 +1,9 @@
 //! OCI clients against berth's registry: skopeo (Debian's) pushes a locally built OCI layout,
-//! copies it between two berth repositories and inspects the copy; and a crash test, berth
-//! SIGKILLed in the middle of a large chunked upload, after which the upload resumes or restarts
-//! cleanly and no partial blob is ever served. skopeo is required: these tests fail, never skip,
-//! when it is missing (scripts/test installs it).
+//! copies it between two berth repositories and inspects the copy; podman (Debian's) logs in
+//! with an ECR token, pushes, pulls back and runs an image; and a crash test, berth SIGKILLed
+//! in the middle of a large chunked upload, after which the upload resumes or restarts cleanly
+//! and no partial blob is ever served. skopeo and podman are required: these tests fail, never
+//! skip, when they are missing (scripts/test installs them).
 
 use crate::ecr::{ecr, unique};
 use crate::harness::{Berth, Opts, Response, TempDir, http, request_head};
@@ -638,4 +639,145 @@ impl Drop for Watcher {
             let _ = t.join();
         }
     }
+}
+
+// ---- podman ---------------------------------------------------------------------------------
+
+/// `podman ARGS` with its credentials in `authfile` (never the machine's own), stdin optional.
+fn podman(authfile: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new("podman");
+    cmd.args(args)
+        .env("REGISTRY_AUTH_FILE", authfile)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .expect("podman is installed (scripts/test installs it)");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write podman's stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("podman ran")
+}
+
+#[track_caller]
+fn podman_ok(authfile: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let out = podman(authfile, args, stdin);
+    assert!(
+        out.status.success(),
+        "podman {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Removes the test's images from podman's store however the test ends.
+struct PodmanImages<'a>(&'a Path, Vec<String>);
+
+impl Drop for PodmanImages<'_> {
+    fn drop(&mut self) {
+        for image in &self.1 {
+            let _ = podman(self.0, &["rmi", "--force", image], None);
+        }
+    }
+}
+
+#[test]
+fn podman_logs_in_pushes_pulls_and_runs_an_image() {
+    let berth = Berth::start(Opts::default());
+    let work = TempDir::new("podman");
+    let work = work.path();
+    let authfile = work.join("auth.json");
+    let repo = unique("podman/app");
+    ecr(&berth, &["create-repository", "--repository-name", &repo]);
+    let host = berth.addr.to_string();
+    let local = format!("localhost/{}:v1", unique("berth-podman"));
+    let remote = format!("{host}/{repo}:v1");
+    let _cleanup = PodmanImages(&authfile, vec![local.clone(), remote.clone()]);
+
+    // A busybox root filesystem with a file that names the repository.
+    let rootfs = work.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).expect("mkdir rootfs");
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("busybox-static");
+    let content = format!("pushed by podman to {repo}\n");
+    std::fs::write(rootfs.join("file"), &content).expect("write file");
+    let tar = work.join("rootfs.tar");
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(status.success());
+    podman_ok(&authfile, &["import", &tar.to_string_lossy(), &local], None);
+    podman_ok(&authfile, &["tag", &local, &remote], None);
+
+    // Without logging in, the push is refused.
+    let anonymous = podman(&authfile, &["push", "--tls-verify=false", &remote], None);
+    assert!(!anonymous.status.success(), "an anonymous push succeeded");
+
+    let password = berth.aws_profile(&["ecr", "get-login-password"]);
+    assert_eq!(password.code, 0, "{}", password.stderr);
+    podman_ok(
+        &authfile,
+        &[
+            "login",
+            "--tls-verify=false",
+            "--username",
+            "AWS",
+            "--password-stdin",
+            &host,
+        ],
+        Some(password.stdout.trim()),
+    );
+    podman_ok(&authfile, &["push", "--tls-verify=false", &remote], None);
+
+    let images = ecr(&berth, &["describe-images", "--repository-name", &repo]);
+    assert_eq!(
+        images["imageDetails"][0]["imageTags"],
+        json!(["v1"]),
+        "{images}"
+    );
+    let pushed_digest = images["imageDetails"][0]["imageDigest"]
+        .as_str()
+        .expect("digest")
+        .to_owned();
+
+    // Gone locally, pulled back, the same manifest, and it runs. The explicit limits are
+    // within this machine's hard limits: podman's defaults are above them and runc may not
+    // raise them.
+    podman_ok(&authfile, &["rmi", "--force", &remote, &local], None);
+    podman_ok(&authfile, &["pull", "--tls-verify=false", &remote], None);
+    let digest = podman_ok(
+        &authfile,
+        &["image", "inspect", "--format", "{{.Digest}}", &remote],
+        None,
+    );
+    assert_eq!(digest.trim(), pushed_digest);
+    let ran = podman_ok(
+        &authfile,
+        &[
+            "run",
+            "--rm",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            &remote,
+            "/bin/busybox",
+            "cat",
+            "/file",
+        ],
+        None,
+    );
+    assert_eq!(ran, content);
 }

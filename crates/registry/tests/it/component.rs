@@ -680,7 +680,7 @@ async fn referrers_with_artifact_type_filter() {
     let empty = h.push_blob("app", b"{}").await;
     let mut pushed = Vec::new();
     for kind in [
-        "application/vnd.example.sbom",
+        "application/vnd.example.sbom+json",
         "application/vnd.example.signature",
     ] {
         let body = image_manifest(
@@ -733,19 +733,23 @@ async fn referrers_with_artifact_type_filter() {
             .all(|m| m["annotations"]["org.example.kind"].is_string())
     );
 
-    let sboms = h
-        .get(&format!(
-            "/v2/app/referrers/{subject}?artifactType=application/vnd.example.sbom"
-        ))
-        .await;
-    assert_eq!(sboms.header("oci-filters-applied"), "artifactType");
-    let list = sboms.json()["manifests"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(list.len(), 1);
-    assert_eq!(list[0]["digest"], pushed[0]);
-    assert_eq!(list[0]["artifactType"], "application/vnd.example.sbom");
+    // The `+` escaped, and as some clients (the Rust oci-client) send it: unescaped.
+    for query in [
+        "application/vnd.example.sbom%2Bjson",
+        "application/vnd.example.sbom+json",
+    ] {
+        let sboms = h
+            .get(&format!("/v2/app/referrers/{subject}?artifactType={query}"))
+            .await;
+        assert_eq!(sboms.header("oci-filters-applied"), "artifactType");
+        let list = sboms.json()["manifests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(list.len(), 1, "{query}");
+        assert_eq!(list[0]["digest"], pushed[0]);
+        assert_eq!(list[0]["artifactType"], "application/vnd.example.sbom+json");
+    }
 
     // Deleting a referrer removes it from the listing; unknown subjects list nothing.
     h.call(
