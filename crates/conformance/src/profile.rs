@@ -923,6 +923,10 @@ impl Profile {
                 ];
                 if let Some(lb) = b.get("LoadBalancerArn") {
                     calls.push(("DescribeListeners", json!({"LoadBalancerArn": lb})));
+                    calls.push((
+                        "DescribeLoadBalancerAttributes",
+                        json!({"LoadBalancerArn": lb}),
+                    ));
                 }
                 if let Some(l) = b.get("ListenerArn") {
                     calls.push(("DescribeRules", json!({"ListenerArn": l})));

@@ -16,6 +16,28 @@ pub fn validation(message: impl Into<String>) -> AwsError {
     AwsError::client("ValidationError", message)
 }
 
+/// An attribute whose value must be an integer in `lo..=hi`.
+pub fn int_in(key: &str, value: &str, lo: i64, hi: i64) -> Result<(), AwsError> {
+    match value.parse::<i64>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(()),
+        _ => Err(validation(format!(
+            "The value of '{key}' must be an integer between {lo} and {hi}"
+        ))),
+    }
+}
+
+/// An attribute whose value must be one of `allowed`.
+pub fn one_of(key: &str, value: &str, allowed: &[&str]) -> Result<(), AwsError> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(validation(format!(
+            "The value of '{key}' must be one of [{}]",
+            allowed.join(", ")
+        )))
+    }
+}
+
 pub fn invalid_config(message: impl Into<String>) -> AwsError {
     AwsError::client("InvalidConfigurationRequest", message)
 }

@@ -87,6 +87,8 @@ berth_aws::query_service! {
     "DescribeLoadBalancers" => load_balancers::describe_load_balancers,
     "DeleteLoadBalancer" => load_balancers::delete_load_balancer,
     "ModifyIpPools" => load_balancers::modify_ip_pools,
+    "DescribeLoadBalancerAttributes" => load_balancers::describe_load_balancer_attributes,
+    "ModifyLoadBalancerAttributes" => load_balancers::modify_load_balancer_attributes,
     "DescribeAccountLimits" => load_balancers::describe_account_limits,
     "CreateTargetGroup" => target_groups::create_target_group,
     "DescribeTargetGroups" => target_groups::describe_target_groups,

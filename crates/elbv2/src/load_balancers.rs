@@ -1,11 +1,15 @@
-//! Load balancers: create, describe, delete, their IPAM pools; and the account's limits.
+//! Load balancers: create, describe, delete, their attributes and IPAM pools; and the account's
+//! limits.
 
 use crate::Elbv2;
-use crate::common::{self, Snapshot, Writes, mutate, not_permitted, validation};
+use crate::common::{
+    self, Snapshot, Writes, int_in, invalid_config, mutate, not_permitted, one_of, validation,
+};
 use crate::records::{self, LoadBalancerRecord};
 use berth_aws::{AwsError, RequestContext};
 use berth_shapes::Timestamp;
 use berth_shapes::elbv2 as wire;
+use std::collections::BTreeMap;
 
 /// berth's stand-in for the hosted zone of a load balancer's DNS name.
 pub const HOSTED_ZONE_ID: &str = "ZBERTHELB00001";
@@ -167,6 +171,7 @@ pub async fn create_load_balancer(
             customer_owned_ipv4_pool: coip_pool.clone(),
             ipv4_ipam_pool_id: ipam_pool.clone(),
             enable_prefix_for_ipv6_source_nat: source_nat_prefix.clone(),
+            attributes: BTreeMap::new(),
             tags: tags.clone(),
         };
         let mut w = Writes::default();
@@ -244,7 +249,12 @@ pub async fn delete_load_balancer(
     mutate(elb, ctx, |snap| {
         let mut w = Writes::default();
         // Deleting a load balancer that does not exist (any more) succeeds, as in AWS.
-        if snap.load_balancers.contains_key(&arn) {
+        if let Some(lb) = snap.load_balancers.get(&arn) {
+            if attribute(lb, DELETION_PROTECTION) == "true" {
+                return Err(not_permitted(format!(
+                    "Load balancer '{arn}' cannot be deleted because deletion protection is enabled"
+                )));
+            }
             for l in snap.listeners_of(&arn) {
                 for r in snap.rules_of(&l.arn) {
                     w.delete(ctx, records::RULE, &r.arn);
@@ -257,6 +267,166 @@ pub async fn delete_load_balancer(
     })
     .await?;
     Ok(Default::default())
+}
+
+const DELETION_PROTECTION: &str = "deletion_protection.enabled";
+
+/// The attributes of an Application Load Balancer and AWS's defaults for them (botocore's
+/// `LoadBalancerAttribute` documentation). The data plane acts on `idle_timeout.timeout_seconds`
+/// and the API on `deletion_protection.enabled`; the rest are checked, kept and shown (an
+/// Application Load Balancer's cross-zone load balancing is always on).
+fn default_attributes(lb: &LoadBalancerRecord) -> BTreeMap<&'static str, &'static str> {
+    let internal = lb.scheme == "internal";
+    BTreeMap::from([
+        ("access_logs.s3.bucket", ""),
+        ("access_logs.s3.enabled", "false"),
+        ("access_logs.s3.prefix", ""),
+        ("client_keep_alive.seconds", "3600"),
+        ("connection_logs.s3.bucket", ""),
+        ("connection_logs.s3.enabled", "false"),
+        ("connection_logs.s3.prefix", ""),
+        (DELETION_PROTECTION, "false"),
+        ("health_check_logs.s3.bucket", ""),
+        ("health_check_logs.s3.enabled", "false"),
+        ("health_check_logs.s3.prefix", ""),
+        ("idle_timeout.timeout_seconds", "60"),
+        (
+            "ipv6.deny_all_igw_traffic",
+            if internal { "true" } else { "false" },
+        ),
+        ("load_balancing.cross_zone.enabled", "true"),
+        ("routing.http.desync_mitigation_mode", "defensive"),
+        ("routing.http.drop_invalid_header_fields.enabled", "false"),
+        ("routing.http.preserve_host_header.enabled", "false"),
+        (
+            "routing.http.x_amzn_tls_version_and_cipher_suite.enabled",
+            "false",
+        ),
+        ("routing.http.xff_client_port.enabled", "false"),
+        ("routing.http.xff_header_processing.mode", "append"),
+        ("routing.http2.enabled", "true"),
+        ("waf.fail_open.enabled", "false"),
+        ("zonal_shift.config.enabled", "false"),
+    ])
+}
+
+/// An attribute's value: what was set, else AWS's default.
+fn attribute<'a>(lb: &'a LoadBalancerRecord, key: &str) -> &'a str {
+    lb.attributes
+        .get(key)
+        .map(String::as_str)
+        .or_else(|| default_attributes(lb).get(key).copied())
+        .unwrap_or_default()
+}
+
+/// Checks one attribute as ELBv2 does for an Application Load Balancer.
+fn check_attribute(key: &str, value: &str) -> Result<(), AwsError> {
+    let boolean = ["true", "false"];
+    match key {
+        "idle_timeout.timeout_seconds" => int_in(key, value, 1, 4000),
+        "client_keep_alive.seconds" => int_in(key, value, 60, 604_800),
+        "routing.http.desync_mitigation_mode" => {
+            one_of(key, value, &["monitor", "defensive", "strictest"])
+        }
+        "routing.http.xff_header_processing.mode" => {
+            one_of(key, value, &["append", "preserve", "remove"])
+        }
+        "load_balancing.cross_zone.enabled" => {
+            one_of(key, value, &boolean)?;
+            if value == "false" {
+                return Err(invalid_config(
+                    "Cross-zone load balancing cannot be disabled for Application Load Balancers",
+                ));
+            }
+            Ok(())
+        }
+        // berth has no S3 to write logs to: enabling them would promise logs nobody gets.
+        "access_logs.s3.enabled"
+        | "connection_logs.s3.enabled"
+        | "health_check_logs.s3.enabled" => {
+            one_of(key, value, &boolean)?;
+            if value == "true" {
+                return Err(invalid_config(format!(
+                    "'{key}' cannot be enabled: berth load balancers have no S3 bucket to write logs to"
+                )));
+            }
+            Ok(())
+        }
+        "access_logs.s3.bucket"
+        | "access_logs.s3.prefix"
+        | "connection_logs.s3.bucket"
+        | "connection_logs.s3.prefix"
+        | "health_check_logs.s3.bucket"
+        | "health_check_logs.s3.prefix" => Ok(()),
+        DELETION_PROTECTION
+        | "ipv6.deny_all_igw_traffic"
+        | "routing.http.drop_invalid_header_fields.enabled"
+        | "routing.http.preserve_host_header.enabled"
+        | "routing.http.x_amzn_tls_version_and_cipher_suite.enabled"
+        | "routing.http.xff_client_port.enabled"
+        | "routing.http2.enabled"
+        | "waf.fail_open.enabled"
+        | "zonal_shift.config.enabled" => one_of(key, value, &boolean),
+        _ => Err(validation(format!(
+            "Load balancer attribute key '{key}' is not recognized"
+        ))),
+    }
+}
+
+fn attribute_list(lb: &LoadBalancerRecord) -> Vec<wire::LoadBalancerAttribute> {
+    let mut all: BTreeMap<&str, &str> = default_attributes(lb);
+    for (k, v) in &lb.attributes {
+        all.insert(k, v);
+    }
+    all.into_iter()
+        .map(|(k, v)| wire::LoadBalancerAttribute {
+            key: Some(k.to_string()),
+            value: Some(v.to_string()),
+        })
+        .collect()
+}
+
+pub async fn describe_load_balancer_attributes(
+    elb: &Elbv2,
+    ctx: &RequestContext,
+    req: wire::DescribeLoadBalancerAttributesInput,
+) -> Result<wire::DescribeLoadBalancerAttributesOutput, AwsError> {
+    let snap = Snapshot::load(elb, ctx).await?;
+    let lb = snap.load_balancer(req.load_balancer_arn.as_deref().unwrap_or_default())?;
+    Ok(wire::DescribeLoadBalancerAttributesOutput {
+        attributes: Some(attribute_list(lb)),
+    })
+}
+
+pub async fn modify_load_balancer_attributes(
+    elb: &Elbv2,
+    ctx: &RequestContext,
+    req: wire::ModifyLoadBalancerAttributesInput,
+) -> Result<wire::ModifyLoadBalancerAttributesOutput, AwsError> {
+    let arn = req.load_balancer_arn.clone().unwrap_or_default();
+    let changes = req.attributes.clone().unwrap_or_default();
+    for a in &changes {
+        check_attribute(
+            a.key.as_deref().unwrap_or_default(),
+            a.value.as_deref().unwrap_or_default(),
+        )?;
+    }
+    let lb = mutate(elb, ctx, |snap| {
+        let mut lb = snap.load_balancer(&arn)?.clone();
+        for a in &changes {
+            lb.attributes.insert(
+                a.key.clone().unwrap_or_default(),
+                a.value.clone().unwrap_or_default(),
+            );
+        }
+        let mut w = Writes::default();
+        w.put(ctx, records::LOAD_BALANCER, &arn, &lb)?;
+        Ok((w, lb))
+    })
+    .await?;
+    Ok(wire::ModifyLoadBalancerAttributesOutput {
+        attributes: Some(attribute_list(&lb)),
+    })
 }
 
 /// Sets or removes the load balancer's IPv4 IPAM pool. berth keeps the pool id as AWS would
@@ -338,4 +508,51 @@ pub async fn describe_account_limits(
         limits: Some(page),
         next_marker: next,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_follow_elbv2_for_application_load_balancers() {
+        for (key, value) in [
+            ("idle_timeout.timeout_seconds", "1"),
+            ("idle_timeout.timeout_seconds", "4000"),
+            ("client_keep_alive.seconds", "60"),
+            ("routing.http.desync_mitigation_mode", "strictest"),
+            ("routing.http.xff_header_processing.mode", "remove"),
+            ("deletion_protection.enabled", "true"),
+            ("access_logs.s3.enabled", "false"),
+            ("access_logs.s3.bucket", "logs"),
+            ("load_balancing.cross_zone.enabled", "true"),
+        ] {
+            assert!(check_attribute(key, value).is_ok(), "{key}={value}");
+        }
+        for (key, value, code) in [
+            ("idle_timeout.timeout_seconds", "0", "ValidationError"),
+            ("idle_timeout.timeout_seconds", "x", "ValidationError"),
+            ("client_keep_alive.seconds", "59", "ValidationError"),
+            ("deletion_protection.enabled", "yes", "ValidationError"),
+            // Network Load Balancer only.
+            (
+                "dns_record.client_routing_policy",
+                "any_availability_zone",
+                "ValidationError",
+            ),
+            (
+                "load_balancing.cross_zone.enabled",
+                "false",
+                "InvalidConfigurationRequest",
+            ),
+            (
+                "connection_logs.s3.enabled",
+                "true",
+                "InvalidConfigurationRequest",
+            ),
+        ] {
+            let e = check_attribute(key, value).expect_err(key);
+            assert_eq!(e.code, code, "{key}={value}");
+        }
+    }
 }

@@ -56,6 +56,11 @@ pub struct LoadBalancerRecord {
     /// Application Load Balancer, so `on` is refused and `off` kept as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_prefix_for_ipv6_source_nat: Option<String>,
+    /// The attributes ModifyLoadBalancerAttributes set, and only those: the data plane reads
+    /// `idle_timeout.timeout_seconds` from here and uses the server's default when it is
+    /// absent; DescribeLoadBalancerAttributes fills AWS's defaults for the rest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
     #[serde(default)]
     pub tags: Tags,
 }

@@ -1,7 +1,7 @@
 //! Target groups: create, describe, modify, delete, and their attributes.
 
 use crate::Elbv2;
-use crate::common::{self, Snapshot, Writes, invalid_config, mutate, validation};
+use crate::common::{self, Snapshot, Writes, int_in, invalid_config, mutate, one_of, validation};
 use crate::load_balancers::DEFAULT_VPC;
 use crate::records::{self, HealthCheck, TargetGroupRecord};
 use berth_aws::{AwsError, RequestContext};
@@ -100,26 +100,6 @@ pub fn default_attributes() -> BTreeMap<String, String> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
-}
-
-fn int_in(key: &str, value: &str, lo: i64, hi: i64) -> Result<(), AwsError> {
-    match value.parse::<i64>() {
-        Ok(n) if (lo..=hi).contains(&n) => Ok(()),
-        _ => Err(validation(format!(
-            "The value of '{key}' must be an integer between {lo} and {hi}"
-        ))),
-    }
-}
-
-fn one_of(key: &str, value: &str, allowed: &[&str]) -> Result<(), AwsError> {
-    if allowed.contains(&value) {
-        Ok(())
-    } else {
-        Err(validation(format!(
-            "The value of '{key}' must be one of [{}]",
-            allowed.join(", ")
-        )))
-    }
 }
 
 /// Checks one attribute as ELBv2 does for an HTTP target group.

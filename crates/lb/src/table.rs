@@ -26,9 +26,9 @@ use std::time::Duration;
 /// ALB's default `idle_timeout.timeout_seconds`.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A load balancer as the data plane reads it. Its own type rather than `LoadBalancerRecord`
-/// because load balancer attributes (`idle_timeout.timeout_seconds`) are not stored yet; when
-/// they are, they are read from `attributes` here.
+/// A load balancer as the data plane reads it: the two fields of `LoadBalancerRecord` it needs.
+/// `attributes` holds only what ModifyLoadBalancerAttributes set, so an unset idle timeout
+/// falls back to the server's `--lb-idle-timeout-secs`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StoredBalancer {

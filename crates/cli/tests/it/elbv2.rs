@@ -19,10 +19,10 @@ fn elbv2(berth: &Berth, args: &[&str]) -> Value {
 }
 
 #[track_caller]
-fn elbv2_fails(berth: &Berth, args: &[&str], code: &str) -> String {
+pub(crate) fn elbv2_fails(berth: &Berth, args: &[&str], code: &str) -> String {
     let mut all = vec!["elbv2"];
     all.extend_from_slice(args);
-    let out = berth.aws_profile(&all);
+    let out = berth.aws_explicit(&berth.keys, &all);
     assert_ne!(out.code, 0, "{args:?} succeeded: {}", out.stdout);
     assert!(
         out.stderr.contains(&format!("({code})")),

@@ -4,6 +4,7 @@
 //! ALB's headers, health as DescribeTargetHealth shows it, draining, and ALB's status codes for
 //! bad clients and bad targets.
 
+use crate::elbv2::elbv2_fails;
 use crate::harness::{Berth, Opts, Response, read_response, request_head, try_send};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -799,5 +800,169 @@ fn deleting_a_listener_closes_its_port() {
     elbv2(
         &setup.berth,
         &["delete-load-balancer", "--load-balancer-arn", &setup.lb_arn],
+    );
+}
+
+fn attributes(berth: &Berth, lb_arn: &str) -> std::collections::BTreeMap<String, String> {
+    elbv2(
+        berth,
+        &[
+            "describe-load-balancer-attributes",
+            "--load-balancer-arn",
+            lb_arn,
+        ],
+    )["Attributes"]
+        .as_array()
+        .expect("Attributes")
+        .iter()
+        .map(|a| (s(&a["Key"]), s(&a["Value"])))
+        .collect()
+}
+
+#[test]
+fn load_balancer_attributes_set_the_idle_timeout_and_deletion_protection() {
+    let backend = Backend::start("attrs");
+    let berth = Berth::start(Opts::open());
+    let tg = target_group(&berth, "attrs", &[]);
+    register(&berth, &tg, &[&backend.port()]);
+    let setup_lb = elbv2(&berth, &["create-load-balancer", "--name", "attrs"]);
+    let lb_arn = s(&setup_lb["LoadBalancers"][0]["LoadBalancerArn"]);
+    let port = free_port();
+    elbv2(
+        &berth,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &port.to_string(),
+            "--default-actions",
+            &forward_to(&tg),
+        ],
+    );
+    wait_listening(port);
+
+    // AWS's defaults, before anything is set.
+    let before = attributes(&berth, &lb_arn);
+    assert_eq!(before["idle_timeout.timeout_seconds"], "60");
+    assert_eq!(before["deletion_protection.enabled"], "false");
+    assert_eq!(before["routing.http2.enabled"], "true");
+    assert_eq!(before["load_balancing.cross_zone.enabled"], "true");
+    eventually("the target serves", Duration::from_secs(30), || {
+        let r = get(port, "/", &[]);
+        (r.status == 200)
+            .then_some(())
+            .ok_or(format!("{}", r.status))
+    });
+    // A 3-second answer is within the default 60-second idle timeout.
+    assert_eq!(get(port, "/slow", &[]).status, 200);
+
+    // Bad values are refused and change nothing.
+    for (attr, code) in [
+        (
+            "Key=idle_timeout.timeout_seconds,Value=0",
+            "ValidationError",
+        ),
+        (
+            "Key=idle_timeout.timeout_seconds,Value=4001",
+            "ValidationError",
+        ),
+        (
+            "Key=routing.http.xff_header_processing.mode,Value=drop",
+            "ValidationError",
+        ),
+        ("Key=no.such.attribute,Value=1", "ValidationError"),
+        (
+            "Key=load_balancing.cross_zone.enabled,Value=false",
+            "InvalidConfigurationRequest",
+        ),
+        (
+            "Key=access_logs.s3.enabled,Value=true",
+            "InvalidConfigurationRequest",
+        ),
+    ] {
+        elbv2_fails(
+            &berth,
+            &[
+                "modify-load-balancer-attributes",
+                "--load-balancer-arn",
+                &lb_arn,
+                "--attributes",
+                "Key=deletion_protection.enabled,Value=true",
+                attr,
+            ],
+            code,
+        );
+    }
+    assert_eq!(attributes(&berth, &lb_arn), before);
+
+    // A one-second idle timeout: the 3-second answer becomes ALB's 504; and deletion protection.
+    let modified = elbv2(
+        &berth,
+        &[
+            "modify-load-balancer-attributes",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--attributes",
+            "Key=idle_timeout.timeout_seconds,Value=1",
+            "Key=deletion_protection.enabled,Value=true",
+        ],
+    );
+    let shown: Vec<(String, String)> = modified["Attributes"]
+        .as_array()
+        .expect("Attributes")
+        .iter()
+        .map(|a| (s(&a["Key"]), s(&a["Value"])))
+        .collect();
+    assert!(shown.contains(&("idle_timeout.timeout_seconds".into(), "1".into())));
+    let after = attributes(&berth, &lb_arn);
+    assert_eq!(after["idle_timeout.timeout_seconds"], "1");
+    assert_eq!(after["deletion_protection.enabled"], "true");
+    assert_eq!(after.len(), before.len());
+    eventually("the idle timeout applies", Duration::from_secs(30), || {
+        let r = get(port, "/slow", &[]);
+        (r.status == 504)
+            .then_some(())
+            .ok_or(format!("{}", r.status))
+    });
+    elbv2_fails(
+        &berth,
+        &["delete-load-balancer", "--load-balancer-arn", &lb_arn],
+        "OperationNotPermitted",
+    );
+    assert_eq!(
+        elbv2(
+            &berth,
+            &["describe-load-balancers", "--load-balancer-arns", &lb_arn]
+        )["LoadBalancers"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+
+    // Protection off: the load balancer goes, and its listener's port closes.
+    elbv2(
+        &berth,
+        &[
+            "modify-load-balancer-attributes",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--attributes",
+            "Key=deletion_protection.enabled,Value=false",
+        ],
+    );
+    elbv2(
+        &berth,
+        &["delete-load-balancer", "--load-balancer-arn", &lb_arn],
+    );
+    eventually(
+        "the port closes",
+        Duration::from_secs(30),
+        || match TcpStream::connect(("127.0.0.1", port)) {
+            Err(_) => Ok(()),
+            Ok(_) => Err("still listening".into()),
+        },
     );
 }
