@@ -5,7 +5,8 @@
 //!
 //! Modules: `matching` (rule conditions), `redirect`, `balance` (algorithms) and `health` (the
 //! health state machine) are pure; `table` compiles records into the immutable routing table;
-//! `proxy` is the request path; `upstream` is each worker's pool of target connections;
+//! `serve` is the worker threads, accepting and client connections; `proxy` is the request
+//! path; `upstream` is each worker's pool of target connections;
 //! `checker` probes targets and writes their health; `metrics` counts; this file watches the
 //! store and keeps the sockets.
 //!
@@ -14,7 +15,7 @@
 //! plus a periodic resync). The data plane writes only `elbv2.target-health`, under
 //! `Expect::Version` of that record, and only when what DescribeTargetHealth shows changes.
 //!
-//! **API Boundary:** [`DataPlane`] (`new`, `run`, `take_metrics`, `bound`) and the
+//! **API Boundary:** [`DataPlane`] (`new`, `run`, `take_metrics`, `bound`, `serving`) and the
 //! [`InstanceAddresses`] resolver the server provides; knows nothing of awsQuery or the API's
 //! handlers.
 
@@ -25,6 +26,7 @@ mod matching;
 mod metrics;
 mod proxy;
 mod redirect;
+mod serve;
 mod table;
 mod upstream;
 
@@ -33,14 +35,13 @@ pub use metrics::LbMetric;
 use arc_swap::ArcSwap;
 use berth_model::clock::Clock;
 use berth_store::{AnyStore, Store};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::Duration;
 use table::Table;
-use tokio::task::JoinSet;
 
 /// Where `instance` targets live: an EC2-style instance id → an address of its host.
 pub trait InstanceAddresses: Send + Sync {
@@ -97,8 +98,9 @@ struct Inner {
     table: Arc<ArcSwap<Table>>,
     lives: table::Lives,
     metrics: metrics::Registry,
-    /// The threads that serve traffic, each with its own pool of target connections.
-    workers: Vec<Worker>,
+    /// The threads that serve traffic, each with its own pool of target connections: started
+    /// with the first listener, so a server without one runs none.
+    workers: OnceLock<Arc<serve::Workers>>,
     /// Ports bound now, and the address each really got.
     bound: Mutex<HashMap<u16, SocketAddr>>,
 }
@@ -118,8 +120,6 @@ impl DataPlane {
         instances: Arc<dyn InstanceAddresses>,
         clock: Clock,
     ) -> DataPlane {
-        let count = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let workers = (0..count).filter_map(|i| Worker::start(i).ok()).collect();
         DataPlane {
             inner: Arc::new(Inner {
                 store,
@@ -129,7 +129,7 @@ impl DataPlane {
                 table: Arc::new(ArcSwap::from_pointee(Table::default())),
                 lives: table::Lives::default(),
                 metrics: metrics::Registry::default(),
-                workers,
+                workers: OnceLock::new(),
                 bound: Mutex::new(HashMap::new()),
             }),
         }
@@ -170,6 +170,21 @@ impl DataPlane {
             }
         }
         out
+    }
+
+    /// The worker threads, started on first use (the first listener).
+    fn workers(&self) -> std::io::Result<Arc<serve::Workers>> {
+        if let Some(w) = self.inner.workers.get() {
+            return Ok(w.clone());
+        }
+        let started = serve::Workers::start()?;
+        // Only the watch task starts workers, so nothing raced this.
+        Ok(self.inner.workers.get_or_init(|| started).clone())
+    }
+
+    /// Whether the worker threads have started (they start with the first listener).
+    pub fn serving(&self) -> bool {
+        self.inner.workers.get().is_some()
     }
 
     /// The ports bound now and their addresses.
@@ -295,38 +310,6 @@ impl DataPlane {
     }
 }
 
-/// One thread serving traffic on a single-threaded runtime, like an nginx worker: every worker
-/// accepts on every listener, and a connection, its requests and the target connections they use all stay on one thread, so a
-/// request crosses no thread and wakes no other one. Target connections are pooled per worker
-/// for the same reason.
-struct Worker {
-    runtime: tokio::runtime::Handle,
-    upstream: Arc<upstream::Pool>,
-}
-
-impl Worker {
-    fn start(index: usize) -> std::io::Result<Worker> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let handle = runtime.handle().clone();
-        std::thread::Builder::new()
-            .name(format!("berth-lb-{index}"))
-            // The runtime lives as long as the process: `run` aborting its tasks is what
-            // closes sockets.
-            .spawn(move || {
-                metrics::set_worker(index);
-                runtime.block_on(std::future::pending::<()>())
-            })?;
-        let upstream = Arc::new(upstream::Pool::default());
-        handle.spawn(upstream::Pool::sweep_forever(Arc::downgrade(&upstream)));
-        Ok(Worker {
-            runtime: handle,
-            upstream,
-        })
-    }
-}
-
 /// The listening sockets: one accept loop per port and worker, each owning its connections, so aborting
 /// it (a deleted listener, or the data plane dropped) closes the socket and its connections.
 #[derive(Default)]
@@ -372,13 +355,24 @@ impl Sockets {
             if self.open.contains_key(&port) {
                 continue;
             }
+            let workers = match plane.workers() {
+                Ok(w) => w,
+                Err(e) => {
+                    let reason = format!("cannot start its worker threads: {e}");
+                    if self.failed.get(&port) != Some(&reason) {
+                        tracing::warn!("load balancer: port {port}: {reason}");
+                        self.failed.insert(port, reason);
+                    }
+                    continue;
+                }
+            };
             let addr = SocketAddr::new(plane.inner.options.bind, port);
             // One socket, a descriptor of it per worker: every worker accepts from the same
             // queue, and the port stays exclusively ours (`SO_REUSEPORT` would let another
             // process share it silently).
             let sockets: std::io::Result<Vec<std::net::TcpListener>> =
                 bind(addr).and_then(|socket| {
-                    let mut all = (1..plane.inner.workers.len())
+                    let mut all = (1..workers.threads.len())
                         .map(|_| socket.try_clone())
                         .collect::<std::io::Result<Vec<_>>>()?;
                     all.push(socket);
@@ -397,12 +391,14 @@ impl Sockets {
                         .into_iter()
                         .enumerate()
                         .map(|(i, socket)| {
-                            plane.inner.workers[i].runtime.spawn(accept(
-                                plane.clone(),
-                                i,
+                            let at = serve::Listening {
+                                workers: workers.clone(),
+                                worker: i,
                                 port,
-                                socket,
-                            ))
+                                table: plane.inner.table.clone(),
+                                idle_timeout: plane.inner.options.idle_timeout,
+                            };
+                            workers.threads[i].runtime.spawn(serve::accept(at, socket))
                         })
                         .collect();
                     self.open.insert(port, tasks);
@@ -431,68 +427,4 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(4096)?.into_std()
-}
-
-/// hyper's per-connection settings: ALB's header limits and the header-read timeout that
-/// stops slowloris clients.
-fn server(idle_timeout: Duration) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
-    let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(idle_timeout)
-        .max_buf_size(proxy::MAX_HEADERS + proxy::MAX_LINE)
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(proxy::MAX_HEADERS).unwrap_or(u32::MAX));
-    b
-}
-
-async fn accept(plane: DataPlane, worker: usize, port: u16, socket: std::net::TcpListener) {
-    let listener = match tokio::net::TcpListener::from_std(socket) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!(port, "load balancer: cannot serve a socket: {e}");
-            return;
-        }
-    };
-    let builder = server(plane.inner.options.idle_timeout);
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, remote) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of descriptors and the like: pause rather than spin.
-                        tracing::warn!(port, "load balancer: accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let builder = builder.clone();
-                // What every request of this connection shares, made once: cloning it per
-                // request touches only this worker's memory.
-                let connection = Arc::new((
-                    plane.inner.table.clone(),
-                    proxy::Ctx::new(plane.inner.workers[worker].upstream.clone(), port, remote),
-                ));
-                connections.spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let connection = connection.clone();
-                        async move {
-                            let (table, ctx) = &*connection;
-                            let listener = table.load().ports.get(&ctx.local_port).cloned();
-                            Ok::<_, std::convert::Infallible>(proxy::handle(ctx, listener, req).await)
-                        }
-                    });
-                    let _ = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-            Some(_) = connections.join_next() => {}
-        }
-    }
 }

@@ -196,6 +196,9 @@ async fn requests_are_routed_and_counted_per_load_balancer_and_target_group() {
         json!({"TargetGroupArn": tg, "Targets": [{"Id": "127.0.0.1", "Port": backend_port}]}),
     )
     .await;
+    // No listener yet: the change feed has been read, and no worker thread runs.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!plane.serving(), "workers started without a listener");
     let port = free_port();
     let listener = ok(
         &elb,
@@ -226,6 +229,7 @@ async fn requests_are_routed_and_counted_per_load_balancer_and_target_group() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ready, "the listener never served the rule");
+    assert!(plane.serving());
     plane.take_metrics();
 
     // One client connection stays on one worker, whose pooled target connection carries every
@@ -291,5 +295,122 @@ async fn requests_are_routed_and_counted_per_load_balancer_and_target_group() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(closed, "the port stayed open");
+    task.abort();
+}
+
+/// Reads until the peer closes; what it sent.
+async fn until_closed(mut s: TcpStream) -> String {
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out)).await;
+    assert!(
+        matches!(read, Ok(Ok(_))),
+        "the connection stayed open: {read:?}"
+    );
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slowloris_client_connections_are_closed_and_busy_ones_are_not() {
+    let store: berth_store::AnyStore = SqliteStore::open_in_memory().expect("store").into();
+    let elb = Elbv2::new(store.clone(), [7u8; 32], berth_elbv2::system_clock());
+    let plane = DataPlane::new(
+        store,
+        Options {
+            partitions: vec!["000000000000/us-east-1".into()],
+            idle_timeout: Duration::from_secs(1),
+            ..Options::default()
+        },
+        Arc::new(NoInstances),
+        berth_elbv2::system_clock(),
+    );
+    let running = plane.clone();
+    let task = tokio::spawn(async move { running.run().await });
+    let lb = ok(&elb, "CreateLoadBalancer", json!({"Name": "idle"})).await["LoadBalancers"][0]
+        ["LoadBalancerArn"]
+        .as_str()
+        .expect("arn")
+        .to_string();
+    let port = free_port();
+    ok(
+        &elb,
+        "CreateListener",
+        json!({"LoadBalancerArn": lb, "Protocol": "HTTP", "Port": port,
+               "DefaultActions": [{"Type": "fixed-response",
+                   "FixedResponseConfig": {"StatusCode": "200"}}]}),
+    )
+    .await;
+    let mut ready = false;
+    for _ in 0..100 {
+        if plane.bound().contains_key(&port) && status_of(port, "/").await == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the listener never served");
+
+    // A client that never finishes its headers is cut off, unanswered.
+    let mut slow = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    slow.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("write");
+    assert_eq!(until_closed(slow).await, "");
+
+    // A keep-alive connection that goes quiet after a request is closed too.
+    let idle = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let (read, mut write) = idle.into_split();
+    write
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut reader = BufReader::new(read);
+    let mut line = String::new();
+    reader.read_line(&mut line).await.expect("status line");
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), reader.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(_))), "the idle connection stayed open");
+
+    // One that keeps sending requests for several idle timeouts stays open throughout.
+    let paths = ["/"; 16];
+    let busy = async {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let (read, mut write) = stream.into_split();
+        let mut reader = BufReader::new(read);
+        let mut served = 0;
+        for path in paths {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if write
+                .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+            // A fixed response without a body: the status line, headers, the blank line.
+            let mut head = String::new();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).await.unwrap_or(0) == 0 {
+                    return served;
+                }
+                head.push_str(&h);
+                if h.trim_end().is_empty() {
+                    break;
+                }
+            }
+            if head.starts_with("HTTP/1.1 200") {
+                served += 1;
+            }
+        }
+        served
+    };
+    assert_eq!(busy.await, paths.len(), "the busy connection was closed");
     task.abort();
 }
