@@ -272,9 +272,10 @@ pub async fn delete_load_balancer(
 const DELETION_PROTECTION: &str = "deletion_protection.enabled";
 
 /// The attributes of an Application Load Balancer and AWS's defaults for them (botocore's
-/// `LoadBalancerAttribute` documentation). The data plane acts on `idle_timeout.timeout_seconds`
-/// and the API on `deletion_protection.enabled`; the rest are checked, kept and shown (an
-/// Application Load Balancer's cross-zone load balancing is always on).
+/// `LoadBalancerAttribute` documentation). The data plane acts on `idle_timeout.timeout_seconds`,
+/// the two `X-Forwarded-For` attributes and `routing.http2.enabled`, the API on
+/// `deletion_protection.enabled`; the rest are checked, kept and shown (an Application Load
+/// Balancer's cross-zone load balancing is always on).
 fn default_attributes(lb: &LoadBalancerRecord) -> BTreeMap<&'static str, &'static str> {
     let internal = lb.scheme == "internal";
     BTreeMap::from([

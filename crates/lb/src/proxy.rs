@@ -6,7 +6,7 @@ use crate::balance;
 use crate::matching::RequestView;
 use crate::metrics::{Counters, Metric};
 use crate::redirect;
-use crate::table::{Action, Forward, Listener, Target};
+use crate::table::{Action, Forward, Listener, Target, XffMode};
 use crate::upstream::{Lease, Pool, SendError};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -517,15 +517,34 @@ async fn forward(
         }
     }
     let h = &mut parts.headers;
-    let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => {
-            let ip = ctx.forwarded_for.to_str().unwrap_or_default();
-            HeaderValue::from_str(&format!("{prior}, {ip}")).ok()
+    let balancer = &listener.balancer;
+    match balancer.xff {
+        XffMode::Append => {
+            // The address alone is made once per connection; with the port, per request
+            // (an attribute few turn on).
+            let client = if balancer.xff_client_port {
+                HeaderValue::from_str(&ctx.remote.to_string()).ok()
+            } else {
+                Some(ctx.forwarded_for.clone())
+            };
+            let xff = match (
+                h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
+                client,
+            ) {
+                (Some(prior), Some(client)) if !prior.trim().is_empty() => {
+                    let client = client.to_str().unwrap_or_default();
+                    HeaderValue::from_str(&format!("{prior}, {client}")).ok()
+                }
+                (_, client) => client,
+            };
+            if let Some(v) = xff {
+                h.insert(X_FORWARDED_FOR, v);
+            }
         }
-        _ => Some(ctx.forwarded_for.clone()),
-    };
-    if let Some(v) = xff {
-        h.insert(X_FORWARDED_FOR, v);
+        XffMode::Preserve => {}
+        XffMode::Remove => {
+            h.remove(&X_FORWARDED_FOR);
+        }
     }
     h.insert(X_FORWARDED_PROTO, listener.forwarded_proto.clone());
     h.insert(X_FORWARDED_PORT, ctx.forwarded_port.clone());

@@ -16,6 +16,7 @@ use crate::proxy;
 use crate::table::Table;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use futures_util::future::Either;
 use hyper::body::{Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::pin::Pin;
@@ -187,16 +188,29 @@ impl hyper::body::Body for Served {
 
 /// hyper's per-connection settings: ALB's header limits. The header-read timeout is the idle
 /// check's job (see the module's documentation).
-fn server() -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
-    let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    b.http1()
+/// The two ways a client connection is served: HTTP/1.1 or HTTP/2 by what the client sends,
+/// or HTTP/1.1 alone when its load balancer's `routing.http2.enabled` is false. Two builders,
+/// because `auto`'s own `http1_only` does not apply to connections served with upgrades.
+struct Protocols {
+    auto: hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    http1: hyper::server::conn::http1::Builder,
+}
+
+fn server() -> Protocols {
+    let mut auto = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    auto.http1()
         .header_read_timeout(None)
         .max_buf_size(proxy::MAX_HEADERS + proxy::MAX_LINE)
         .keep_alive(true);
-    b.http2()
+    auto.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(proxy::MAX_HEADERS).unwrap_or(u32::MAX));
-    b
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .header_read_timeout(None)
+        .max_buf_size(proxy::MAX_HEADERS + proxy::MAX_LINE)
+        .keep_alive(true);
+    Protocols { auto, http1 }
 }
 
 /// What `accept` needs of the data plane.
@@ -219,7 +233,7 @@ pub async fn accept(at: Listening, socket: std::net::TcpListener) {
             return;
         }
     };
-    let builder = Arc::new(server());
+    let protocols = Arc::new(server());
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -240,7 +254,14 @@ pub async fn accept(at: Listening, socket: std::net::TcpListener) {
                     activity: Activity::default(),
                     default_idle_timeout: at.idle_timeout,
                 });
-                connections.spawn(serve(builder.clone(), stream, shared, open));
+                // As its load balancer's `routing.http2.enabled` is when it is accepted.
+                let http2 = at
+                    .table
+                    .load()
+                    .ports
+                    .get(&port)
+                    .is_none_or(|l| l.balancer.http2);
+                connections.spawn(serve(protocols.clone(), http2, stream, shared, open));
                 // Ahead of another worker: leave it the connections waiting now (every
                 // worker was woken for them), and take them only if it does not.
                 if at.workers.ahead(at.worker) {
@@ -279,7 +300,8 @@ impl Shared {
 // Everything is passed behind `Arc`s: this future is stored whole in the connection's task,
 // and 10,000 idle connections hold 10,000 of them (`bench/lb`: RSS).
 async fn serve(
-    builder: Arc<hyper_util::server::conn::auto::Builder<TokioExecutor>>,
+    protocols: Arc<Protocols>,
+    http2: bool,
     stream: tokio::net::TcpStream,
     shared: Arc<Shared>,
     _open: Open,
@@ -305,7 +327,24 @@ async fn serve(
             }
         })
     };
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let io = TokioIo::new(stream);
+    // `Either`, not a box: the connection stays inline in this task's future.
+    let connection = if http2 {
+        Either::Left(async move {
+            let _ = protocols
+                .auto
+                .serve_connection_with_upgrades(io, service)
+                .await;
+        })
+    } else {
+        Either::Right(async move {
+            let _ = protocols
+                .http1
+                .serve_connection(io, service)
+                .with_upgrades()
+                .await;
+        })
+    };
     tokio::pin!(connection);
     // Checked twice per idle timeout: a connection is closed once two checks in a row found it
     // with nothing in flight and nothing started or ended, i.e. after between one and one and a

@@ -43,7 +43,30 @@ pub struct Balancer {
     pub dimension: String,
     /// How long a target may take to answer before the client gets 504.
     pub idle_timeout: Duration,
+    /// `routing.http.xff_header_processing.mode`.
+    pub xff: XffMode,
+    /// `routing.http.xff_client_port.enabled`: `X-Forwarded-For` names the client's port too.
+    pub xff_client_port: bool,
+    /// `routing.http2.enabled`: clients may speak HTTP/2 (else HTTP/1.1 only).
+    pub http2: bool,
     pub metrics: Arc<Counters>,
+}
+
+/// What the load balancer does with a request's `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XffMode {
+    /// Adds the client's address to the header, or sets it (ALB's default).
+    Append,
+    /// Passes the header on as the client sent it (or not at all).
+    Preserve,
+    /// Drops it.
+    Remove,
+}
+
+impl StoredBalancer {
+    fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
 }
 
 #[derive(Debug)]
@@ -338,9 +361,19 @@ pub fn build(
                 .get("idle_timeout.timeout_seconds")
                 .and_then(|v| v.parse::<u64>().ok())
                 .map(Duration::from_secs);
+            // The API checked these values; anything else reads as ALB's default.
+            let xff = match b.attribute("routing.http.xff_header_processing.mode") {
+                Some("preserve") => XffMode::Preserve,
+                Some("remove") => XffMode::Remove,
+                _ => XffMode::Append,
+            };
             let balancer = Arc::new(Balancer {
                 dimension: dim.clone(),
                 idle_timeout: own_timeout.unwrap_or(idle_timeout),
+                xff,
+                xff_client_port: b.attribute("routing.http.xff_client_port.enabled")
+                    == Some("true"),
+                http2: b.attribute("routing.http2.enabled") != Some("false"),
                 metrics: metrics.counters(&p.partition, &dim, None),
             });
             let mut action_of = |actions: &[wire::Action]| -> Action {

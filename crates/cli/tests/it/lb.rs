@@ -942,6 +942,78 @@ fn load_balancer_attributes_set_the_idle_timeout_and_deletion_protection() {
         Some(1)
     );
 
+    // X-Forwarded-For: ALB's three modes, and the client's port.
+    let xff_of = |r: &Response| -> String {
+        r.text()
+            .lines()
+            .find_map(|l| l.strip_prefix("xff="))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let set = |attributes: &[&str]| {
+        let mut args = vec![
+            "modify-load-balancer-attributes",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--attributes",
+        ];
+        args.extend_from_slice(attributes);
+        elbv2(&berth, &args);
+    };
+    let prior = [("x-forwarded-for", "203.0.113.7")];
+    assert_eq!(xff_of(&get(port, "/", &prior)), "203.0.113.7, 127.0.0.1");
+    set(&["Key=routing.http.xff_header_processing.mode,Value=preserve"]);
+    eventually("xff is preserved", Duration::from_secs(30), || {
+        let (with, without) = (get(port, "/", &prior), get(port, "/", &[]));
+        (xff_of(&with) == "203.0.113.7" && xff_of(&without).is_empty())
+            .then_some(())
+            .ok_or(format!("{} / {}", xff_of(&with), xff_of(&without)))
+    });
+    set(&["Key=routing.http.xff_header_processing.mode,Value=remove"]);
+    eventually("xff is removed", Duration::from_secs(30), || {
+        let x = xff_of(&get(port, "/", &prior));
+        x.is_empty().then_some(()).ok_or(x)
+    });
+    set(&[
+        "Key=routing.http.xff_header_processing.mode,Value=append",
+        "Key=routing.http.xff_client_port.enabled,Value=true",
+    ]);
+    eventually(
+        "xff names the client's port",
+        Duration::from_secs(30),
+        || {
+            let x = xff_of(&get(port, "/", &[]));
+            let port_part = x.strip_prefix("127.0.0.1:").unwrap_or_default();
+            (port_part.parse::<u16>().is_ok_and(|p| p != port))
+                .then_some(())
+                .ok_or(x)
+        },
+    );
+
+    // HTTP/2 off: a client speaking it with prior knowledge is refused; HTTP/1.1 still serves.
+    let h2 = || {
+        std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--http2-prior-knowledge",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_version}",
+            ])
+            .arg(format!("http://127.0.0.1:{port}/"))
+            .output()
+            .expect("run curl")
+    };
+    assert_eq!(String::from_utf8_lossy(&h2().stdout), "2");
+    set(&["Key=routing.http2.enabled,Value=false"]);
+    eventually("HTTP/2 is refused", Duration::from_secs(30), || {
+        let out = h2();
+        let version = String::from_utf8_lossy(&out.stdout).to_string();
+        (version != "2").then_some(()).ok_or(version)
+    });
+    assert_eq!(get(port, "/", &[]).status, 200);
+
     // Protection off: the load balancer goes, and its listener's port closes.
     elbv2(
         &berth,
