@@ -6,7 +6,7 @@
 # Everything it starts is killed on exit. See bench/README.md.
 #
 # Knobs (environment): DURATION (10s), WARMUP (1s), CONNECTIONS (32), SIGN (each|per-second),
-# LOADGEN_THREADS (1), BASE_PORT (45660), FAKECLOUD_BIN, FAKECLOUD_CMD (with {port}),
+# LOADGEN_THREADS (1), BASE_PORT (25660), FAKECLOUD_BIN, FAKECLOUD_CMD (with {port}),
 # MOTO_CMD (with {port}), SKIP_MOTO=1, SKIP_BUILD=1.
 
 set -euo pipefail
@@ -18,7 +18,7 @@ WARMUP=${WARMUP:-1s}
 CONNECTIONS=${CONNECTIONS:-32}
 SIGN=${SIGN:-each}
 LOADGEN_THREADS=${LOADGEN_THREADS:-1}
-BASE_PORT=${BASE_PORT:-45660}
+BASE_PORT=${BASE_PORT:-25660}
 REGION=us-east-1
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench.XXXXXX")

@@ -4,10 +4,10 @@
 # measures alarm decision latency with bench/metrics/alarm_latency.py and the whole scaling
 # decision (datapoint -> UpdateService) with decision_latency.py, prints the rate, the
 # latencies and berth's RSS, and stops the server it started.
-# Usage: bench/metrics/http.sh [THREADS] [DURATION_SECS]   (PORT=45680, SKIP_BUILD=1)
+# Usage: bench/metrics/http.sh [THREADS] [DURATION_SECS]   (PORT=25680, SKIP_BUILD=1)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PORT="${PORT:-45680}"
+PORT="${PORT:-25680}"
 [ "${SKIP_BUILD:-}" = 1 ] || cargo build --release -p berth
 PYTHON="${PYTHON:-target/pyenv/bin/python3}"
 WORK="$(mktemp -d)"

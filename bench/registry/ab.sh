@@ -7,7 +7,7 @@
 # (POST + PUT, curl -T) and one manifest GET load each (wrk), printing every round with the load
 # average and each server's CPU time per upload (user + system, from /proc: steadier than MB/s
 # on a loaded machine), then the medians. Everything it starts is killed and removed on exit.
-# Usage: bench/registry/ab.sh BERTH_A BERTH_B   (knobs: BASE_PORT (45800; uses +0..+2),
+# Usage: bench/registry/ab.sh BERTH_A BERTH_B   (knobs: BASE_PORT (25800; uses +0..+2),
 # BLOB_MIB (512), ROUNDS (5), CONNECTIONS (64), DURATION (5s), WRK_THREADS (1), SKIP_UPLOAD=1,
 # SKIP_MANIFEST=1)
 set -euo pipefail
@@ -15,7 +15,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 A_BIN=${1:?usage: ab.sh BERTH_A BERTH_B}
 B_BIN=${2:?usage: ab.sh BERTH_A BERTH_B}
-BASE_PORT=${BASE_PORT:-45800}
+BASE_PORT=${BASE_PORT:-25800}
 BLOB_MIB=${BLOB_MIB:-512}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-registry-ab.XXXXXX")
 PIDS=()

@@ -8,14 +8,14 @@
 #   - nginx serving the same blob file with sendfile (the download anchor),
 # then runs bench/registry/driver.py, which measures and prints one table with ratios.
 # Everything it starts is killed and every file it made is removed on exit.
-# Knobs (environment): BASE_PORT (45700; uses +0..+2), BLOB_MIB (512), BIG_MIB (2048),
+# Knobs (environment): BASE_PORT (25700; uses +0..+2), BLOB_MIB (512), BIG_MIB (2048),
 # RUNS (3: upload/download repetitions, best kept), CONNECTIONS (64), DURATION (10s),
 # WRK_THREADS (1), SKIP_BUILD=1, SKIP_RSS=1, SKIP_INSTALL=1.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BASE_PORT=${BASE_PORT:-45700}
+BASE_PORT=${BASE_PORT:-25700}
 BLOB_MIB=${BLOB_MIB:-512}
 BIG_MIB=${BIG_MIB:-2048}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-registry.XXXXXX")

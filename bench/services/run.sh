@@ -6,12 +6,12 @@
 # same daemon) and prints one table. Swarm is initialised for the run and left afterwards if this
 # script initialised it; everything else it starts (processes, services, containers, the image)
 # is removed on exit.
-# Knobs (environment): PORT (45690), REPLICAS (20), POLL_MS (50), SKIP_BUILD=1.
+# Knobs (environment): PORT (25690), REPLICAS (20), POLL_MS (50), SKIP_BUILD=1.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-PORT=${PORT:-45690}
+PORT=${PORT:-25690}
 TOKEN=berth-bench-join-token
 IMAGE=berth-bench/busybox-svc:1
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-services.XXXXXX")

@@ -6,14 +6,14 @@
 # prints one table. Everything it starts (processes, containers, the image) is removed on exit.
 # The image is pushed to berth's own registry (SigV4, so the agent pulls with the server's
 # registry login) and both sides run it by that name; docker finds it locally.
-# Knobs (environment): PORT (45680), N_LATENCY (20), POLL_MS (20), SKIP_BUILD=1, BERTH_BIN,
+# Knobs (environment): PORT (25680), N_LATENCY (20), POLL_MS (20), SKIP_BUILD=1, BERTH_BIN,
 # PULL_BEHAVIOR (default: ECS's, the agent asks the registry before each task starts;
 # prefer-cached: like `docker create`, use the local image without asking).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-PORT=${PORT:-45680}
+PORT=${PORT:-25680}
 PULL_BEHAVIOR=${PULL_BEHAVIOR:-default}
 TOKEN=berth-bench-join-token
 IMAGE=berth-bench/busybox:1
