@@ -56,9 +56,11 @@ pub mod __private {
 /// Declares an API family's implemented operations once, and from that list generates the
 /// dispatch, the [`JsonService`] impl, and `implemented_operations()` (which the operation
 /// ledger and the conformance suite read). Each handler is `async fn(&Service,
-/// &RequestContext, TypedRequest) -> Result<TypedResponse, AwsError>`.
+/// &RequestContext, TypedRequest) -> Result<TypedResponse, AwsError>`. As `berth-ecs` uses it
+/// (shown, not compiled: it needs a service crate around it; every service crate compiles a
+/// real one):
 ///
-/// ```ignore
+/// ```text
 /// berth_aws::json_service! {
 ///     service: Ecs,
 ///     title: "ECS",
