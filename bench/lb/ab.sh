@@ -20,57 +20,10 @@ ROUNDS=${ROUNDS:-3}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-lb-ab.XXXXXX")
 PIDS=()
 
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    [ -f "$WORK/backend.pid" ] && kill "$(cat "$WORK/backend.pid")" 2>/dev/null || true
-    [ -f "$WORK/proxy.pid" ] && kill "$(cat "$WORK/proxy.pid")" 2>/dev/null || true
-    sleep 0.2
-    rm -rf "$WORK"
-}
+. "$ROOT/bench/lb/common.sh"
 trap cleanup EXIT
 
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-AWS=$ROOT/target/pyenv/bin/aws
-[ -x "$AWS" ] || AWS=aws
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-BACKEND_PORT=$(free_port)
-PROXY_PORT=$(free_port)
-mkdir -p "$WORK/www" "$WORK/nginx-tmp"
-chmod 755 "$WORK" "$WORK/www"
-python3 -c 'print("x" * 600)' >"$WORK/www/index.html"
-nginx_conf() { # name, body of the http block
-    cat <<CONF
-worker_processes auto;
-pid $WORK/$1.pid;
-error_log $WORK/$1.error.log warn;
-daemon on;
-events { worker_connections 20000; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx-tmp;
-    proxy_temp_path $WORK/nginx-tmp;
-    fastcgi_temp_path $WORK/nginx-tmp;
-    uwsgi_temp_path $WORK/nginx-tmp;
-    scgi_temp_path $WORK/nginx-tmp;
-    keepalive_requests 1000000;
-    $2
-}
-CONF
-}
-nginx_conf backend "server { listen 127.0.0.1:$BACKEND_PORT; root $WORK/www; }" >"$WORK/backend.conf"
-nginx_conf proxy "upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 128; }
-    server { listen 127.0.0.1:$PROXY_PORT;
-        location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }" >"$WORK/proxy.conf"
-"$NGINX" -c "$WORK/backend.conf" -p "$WORK" 2>/dev/null
-"$NGINX" -c "$WORK/proxy.conf" -p "$WORK" 2>/dev/null
-
-export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_DEFAULT_REGION=us-east-1
-export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
+start_nginx_pair
 
 # One berth per binary, each with its own load balancer in front of the same backend.
 NAMES=(nginx)
@@ -80,33 +33,10 @@ i=0
 for bin in "$@"; do
     i=$((i + 1))
     cp "$bin" "$WORK/berth-$i"
-    api=$(free_port)
-    lb=$(free_port)
-    "$WORK/berth-$i" up --listen "127.0.0.1:$api" --data-dir "$WORK/data-$i" \
-        --aws-config-dir "$WORK/aws-$i" --auth open >"$WORK/berth-$i.log" 2>&1 &
-    pid=$!
-    PIDS+=("$pid")
-    for _ in $(seq 400); do
-        grep -q "serving every API" "$WORK/berth-$i.log" 2>/dev/null && break
-        sleep 0.05
-    done
-    grep -q "serving every API" "$WORK/berth-$i.log" || { cat "$WORK/berth-$i.log" >&2; exit 1; }
-    elb() { "$AWS" --endpoint-url "http://127.0.0.1:$api" elbv2 "$@" --query "$QUERY" --output text; }
-    QUERY='LoadBalancers[0].LoadBalancerArn' LB=$(elb create-load-balancer --name bench)
-    QUERY='TargetGroups[0].TargetGroupArn' TG=$(elb create-target-group --name backend \
-        --protocol HTTP --port "$BACKEND_PORT" --target-type ip --health-check-path /index.html)
-    QUERY='@' elb register-targets --target-group-arn "$TG" \
-        --targets "Id=127.0.0.1,Port=$BACKEND_PORT" >/dev/null
-    QUERY='Listeners[0].ListenerArn' elb create-listener --load-balancer-arn "$LB" --protocol HTTP \
-        --port "$lb" --default-actions "Type=forward,TargetGroupArn=$TG" >/dev/null
-    for _ in $(seq 200); do
-        curl -sf "http://127.0.0.1:$lb/index.html" >/dev/null && break
-        sleep 0.05
-    done
-    curl -sf "http://127.0.0.1:$lb/index.html" >/dev/null || { cat "$WORK/berth-$i.log" >&2; exit 1; }
+    start_berth_lb "$WORK/berth-$i" "$i"
     NAMES+=("$(basename "$bin")")
-    URLS+=("http://127.0.0.1:$lb/index.html")
-    PROC_PIDS+=("$pid")
+    URLS+=("http://127.0.0.1:$LB_PORT/index.html")
+    PROC_PIDS+=("$BERTH_PID")
 done
 
 if [ -n "${HOLD:-}" ]; then

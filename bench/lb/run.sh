@@ -21,108 +21,26 @@ IDLE=${IDLE:-10000}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-lb.XXXXXX")
 PIDS=()
 
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    [ -f "$WORK/backend.pid" ] && kill "$(cat "$WORK/backend.pid")" 2>/dev/null || true
-    [ -f "$WORK/proxy.pid" ] && kill "$(cat "$WORK/proxy.pid")" 2>/dev/null || true
-    sleep 0.2
-    rm -rf "$WORK"
-}
+. "$ROOT/bench/lb/common.sh"
 trap cleanup EXIT
 
 if ! command -v wrk >/dev/null || { ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; }; then
     apt-get install -y wrk nginx >&2
 fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 if [ -z "${SKIP_BUILD:-}" ]; then
     (cd "$ROOT" && cargo build --release -p berth >&2)
 fi
 BERTH=$TARGET_DIR/release/berth
-AWS=$ROOT/target/pyenv/bin/aws
-[ -x "$AWS" ] || AWS=aws
 
 # Room for 10,000 idle clients on both ends (as many descriptors as the hard limit allows).
 HARD=$(ulimit -Hn)
 if [ "$HARD" = unlimited ] || [ "$HARD" -gt 65536 ]; then HARD=65536; fi
 ulimit -n "$HARD"
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-BACKEND_PORT=$(free_port)
-PROXY_PORT=$(free_port)
-API_PORT=$(free_port)
-LB_PORT=$(free_port)
+start_nginx_pair
 
-mkdir -p "$WORK/www" "$WORK/nginx-tmp"
-# nginx's workers run as an unprivileged user: they need to reach the page.
-chmod 755 "$WORK" "$WORK/www"
-# A small page, about the size of a typical API answer.
-python3 -c 'print("x" * 600)' >"$WORK/www/index.html"
-
-nginx_conf() { # name, body of the server block
-    cat <<CONF
-worker_processes auto;
-pid $WORK/$1.pid;
-error_log $WORK/$1.error.log warn;
-daemon on;
-events { worker_connections 20000; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx-tmp;
-    proxy_temp_path $WORK/nginx-tmp;
-    fastcgi_temp_path $WORK/nginx-tmp;
-    uwsgi_temp_path $WORK/nginx-tmp;
-    scgi_temp_path $WORK/nginx-tmp;
-    keepalive_requests 1000000;
-    $2
-}
-CONF
-}
-nginx_conf backend "server { listen 127.0.0.1:$BACKEND_PORT; root $WORK/www; }" >"$WORK/backend.conf"
-nginx_conf proxy "upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 128; }
-    server { listen 127.0.0.1:$PROXY_PORT;
-        location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }" >"$WORK/proxy.conf"
-"$NGINX" -c "$WORK/backend.conf" -p "$WORK" 2>/dev/null
-"$NGINX" -c "$WORK/proxy.conf" -p "$WORK" 2>/dev/null
-
-"$BERTH" up --listen "127.0.0.1:$API_PORT" --data-dir "$WORK/berth" --aws-config-dir "$WORK/aws" \
-    --auth open >"$WORK/berth.log" 2>&1 &
-BERTH_PID=$!
-PIDS+=("$BERTH_PID")
-for _ in $(seq 400); do
-    grep -q "serving every API" "$WORK/berth.log" 2>/dev/null && break
-    sleep 0.05
-done
-grep -q "serving every API" "$WORK/berth.log" || { cat "$WORK/berth.log" >&2; exit 1; }
-
-export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_DEFAULT_REGION=us-east-1
-export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
-elb() { "$AWS" --endpoint-url "http://127.0.0.1:$API_PORT" elbv2 "$@" --query "$QUERY" --output text; }
-QUERY='LoadBalancers[0].LoadBalancerArn' LB=$(elb create-load-balancer --name bench)
-QUERY='TargetGroups[0].TargetGroupArn' TG=$(elb create-target-group --name backend --protocol HTTP \
-    --port "$BACKEND_PORT" --target-type ip --health-check-path /index.html)
-"$AWS" --endpoint-url "http://127.0.0.1:$API_PORT" elbv2 register-targets --target-group-arn "$TG" \
-    --targets "Id=127.0.0.1,Port=$BACKEND_PORT" >/dev/null
-QUERY='Listeners[0].ListenerArn' elb create-listener --load-balancer-arn "$LB" --protocol HTTP \
-    --port "$LB_PORT" --default-actions "Type=forward,TargetGroupArn=$TG" >/dev/null
-for _ in $(seq 200); do
-    curl -sf "http://127.0.0.1:$LB_PORT/index.html" >/dev/null && break
-    sleep 0.05
-done
-curl -sf "http://127.0.0.1:$LB_PORT/index.html" >/dev/null || {
-    echo "the listener does not serve" >&2
-    curl -sv "http://127.0.0.1:$LB_PORT/index.html" >&2 || true
-    cat "$WORK/berth.log" "$WORK"/*.error.log >&2
-    exit 1
-}
+start_berth_lb "$BERTH" main
 
 # CPU time (user and kernel clock ticks) of processes, threads included.
 cpu_ticks() { # pids...
