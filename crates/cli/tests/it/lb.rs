@@ -203,11 +203,23 @@ struct Setup {
 
 fn setup(opts: Opts, name: &str, default_action: &str) -> Setup {
     let berth = Berth::start(opts);
-    let lb = elbv2(&berth, &["create-load-balancer", "--name", name]);
+    let (lb_arn, port, listener_arn) = listener_on(&berth, name, default_action);
+    Setup {
+        berth,
+        lb_arn,
+        port,
+        listener_arn,
+    }
+}
+
+/// A load balancer `name` with an HTTP listener on a free port, serving once this returns:
+/// (load balancer ARN, port, listener ARN).
+fn listener_on(berth: &Berth, name: &str, default_action: &str) -> (String, u16, String) {
+    let lb = elbv2(berth, &["create-load-balancer", "--name", name]);
     let lb_arn = s(&lb["LoadBalancers"][0]["LoadBalancerArn"]);
     let port = free_port();
     let listener = elbv2(
-        &berth,
+        berth,
         &[
             "create-listener",
             "--load-balancer-arn",
@@ -222,12 +234,7 @@ fn setup(opts: Opts, name: &str, default_action: &str) -> Setup {
     );
     let listener_arn = s(&listener["Listeners"][0]["ListenerArn"]);
     wait_listening(port);
-    Setup {
-        berth,
-        lb_arn,
-        port,
-        listener_arn,
-    }
+    (lb_arn, port, listener_arn)
 }
 
 /// A target group of `ip` targets with a fast health check on `/health`.
@@ -707,24 +714,7 @@ fn deregistration_drains_in_flight_requests_and_sends_no_new_ones() {
         ],
     );
     register(&berth, &tg, &[&old.port()]);
-    let lb = elbv2(&berth, &["create-load-balancer", "--name", "drain"]);
-    let lb_arn = s(&lb["LoadBalancers"][0]["LoadBalancerArn"]);
-    let port = free_port();
-    elbv2(
-        &berth,
-        &[
-            "create-listener",
-            "--load-balancer-arn",
-            &lb_arn,
-            "--protocol",
-            "HTTP",
-            "--port",
-            &port.to_string(),
-            "--default-actions",
-            &forward_to(&tg),
-        ],
-    );
-    wait_listening(port);
+    let (_, port, _) = listener_on(&berth, "drain", &forward_to(&tg));
     eventually("routes apply", Duration::from_secs(30), || {
         let r = get(port, "/", &[]);
         (r.status == 200)
@@ -820,29 +810,12 @@ fn attributes(berth: &Berth, lb_arn: &str) -> std::collections::BTreeMap<String,
 }
 
 #[test]
-fn load_balancer_attributes_set_the_idle_timeout_and_deletion_protection() {
+fn load_balancer_attributes_set_timeouts_forwarding_headers_http2_and_deletion_protection() {
     let backend = Backend::start("attrs");
     let berth = Berth::start(Opts::open());
     let tg = target_group(&berth, "attrs", &[]);
     register(&berth, &tg, &[&backend.port()]);
-    let setup_lb = elbv2(&berth, &["create-load-balancer", "--name", "attrs"]);
-    let lb_arn = s(&setup_lb["LoadBalancers"][0]["LoadBalancerArn"]);
-    let port = free_port();
-    elbv2(
-        &berth,
-        &[
-            "create-listener",
-            "--load-balancer-arn",
-            &lb_arn,
-            "--protocol",
-            "HTTP",
-            "--port",
-            &port.to_string(),
-            "--default-actions",
-            &forward_to(&tg),
-        ],
-    );
-    wait_listening(port);
+    let (lb_arn, port, _) = listener_on(&berth, "attrs", &forward_to(&tg));
 
     // AWS's defaults, before anything is set.
     let before = attributes(&berth, &lb_arn);
