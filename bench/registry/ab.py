@@ -4,7 +4,9 @@
 # each, each round starting one server further on (A B dist, B dist A, dist A B, ...); the load
 # average, CPU seconds and minor page faults per upload are printed with every round, the
 # medians at the end.
-# Uses driver.py's clients (curl for uploads, wrk for manifests), so numbers are comparable.
+# Uses driver.py's clients (curl for uploads, wrk for manifests), so numbers are comparable;
+# with LOADGEN set, every upload is made a second time by berth-loadgen's sendfile client
+# (labelled "sf"). Each upload's client CPU seconds are printed too.
 import json
 import os
 import statistics
@@ -56,6 +58,10 @@ def main():
     up = {k: [] for k in SERVERS}
     cpu = {k: [] for k in SERVERS}
     faults = {k: [] for k in SERVERS}
+    client_cpu = {k: [] for k in SERVERS}
+    up_sf = {k: [] for k in SERVERS}
+    cpu_sf = {k: [] for k in SERVERS}
+    client_cpu_sf = {k: [] for k in SERVERS}
     rps = {k: [] for k in SERVERS}
     p99 = {k: [] for k in SERVERS}
     for i in range(ROUNDS):
@@ -65,15 +71,29 @@ def main():
         names = list(SERVERS)
         order = names[i % len(names):] + names[:i % len(names)]
         if not os.environ.get("SKIP_UPLOAD"):
-            for name in order:
-                base = SERVERS[name]
-                before, faults_before = cpu_seconds(name), minor_faults(name)
-                up[name].append(MB / driver.upload(base, driver.BLOB, driver.BLOB_DIGEST))
-                cpu[name].append(cpu_seconds(name) - before)
-                faults[name].append(minor_faults(name) - faults_before)
+            for client in driver.CLIENTS:
+                for name in order:
+                    base = SERVERS[name]
+                    before, faults_before = cpu_seconds(name), minor_faults(name)
+                    secs, client_s = driver.upload_by(client, base, driver.BLOB)
+                    if client == "curl":
+                        up[name].append(MB / secs)
+                        cpu[name].append(cpu_seconds(name) - before)
+                        faults[name].append(minor_faults(name) - faults_before)
+                        client_cpu[name].append(client_s)
+                    else:
+                        up_sf[name].append(MB / secs)
+                        cpu_sf[name].append(cpu_seconds(name) - before)
+                        client_cpu_sf[name].append(client_s)
             line.append("upload MB/s " + " ".join(f"{k}={v[-1]:.0f}" for k, v in up.items()))
             line.append("CPU s " + " ".join(f"{k}={v[-1]:.2f}" for k, v in cpu.items()))
             line.append("faults " + " ".join(f"{k}={v[-1]}" for k, v in faults.items()))
+            line.append("curl CPU s " + " ".join(f"{k}={v[-1]:.2f}" for k, v in client_cpu.items()))
+            if "sendfile" in driver.CLIENTS:
+                line.append("sf MB/s " + " ".join(f"{k}={v[-1]:.0f}" for k, v in up_sf.items()))
+                line.append("sf CPU s " + " ".join(f"{k}={v[-1]:.2f}" for k, v in cpu_sf.items()))
+                line.append("sf client CPU s " + " ".join(
+                    f"{k}={v[-1]:.2f}" for k, v in client_cpu_sf.items()))
         if not os.environ.get("SKIP_MANIFEST"):
             for name in order:
                 base = SERVERS[name]
@@ -89,12 +109,14 @@ def main():
         print(" | ".join(line), flush=True)
     med = {}
     for label, series in (("upload_MBps", up), ("upload_cpu_s", cpu), ("upload_faults", faults),
+                          ("curl_cpu_s", client_cpu), ("sf_upload_MBps", up_sf),
+                          ("sf_upload_cpu_s", cpu_sf), ("sf_client_cpu_s", client_cpu_sf),
                           ("manifest_rps", rps), ("manifest_p99_ms", p99)):
         if all(series.values()):
             med[label] = {k: round(statistics.median(v), 2) for k, v in series.items()}
     for label, m in med.items():
         ratios = ""
-        if label in ("upload_MBps", "manifest_rps"):
+        if label in ("upload_MBps", "sf_upload_MBps", "manifest_rps"):
             ratios = f"  A/dist {m['A'] / m['dist']:.2f}x  B/dist {m['B'] / m['dist']:.2f}x"
         print(f"median {label}: {json.dumps(m)}{ratios}")
 

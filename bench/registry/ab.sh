@@ -9,7 +9,7 @@
 # on a loaded machine), then the medians. Everything it starts is killed and removed on exit.
 # Usage: bench/registry/ab.sh BERTH_A BERTH_B   (knobs: BASE_PORT (25800; uses +0..+2),
 # BLOB_MIB (512), ROUNDS (5), CONNECTIONS (64), DURATION (5s), WRK_THREADS (1), SKIP_UPLOAD=1,
-# SKIP_MANIFEST=1)
+# SKIP_MANIFEST=1, LOADGEN=<berth-loadgen binary>: every upload also by its sendfile client)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,64 +19,23 @@ BASE_PORT=${BASE_PORT:-25800}
 BLOB_MIB=${BLOB_MIB:-512}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-registry-ab.XXXXXX")
 PIDS=()
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
+. "$ROOT/bench/registry/common.sh"
 trap cleanup EXIT
-
-wait_http() { # url name log
-    for _ in $(seq 400); do
-        curl -s -o /dev/null "$1" && return 0
-        sleep 0.05
-    done
-    echo "$2 did not answer on $1:" >&2
-    cat "$3" >&2
-    exit 1
-}
 
 mkdir -p "$WORK/files"
 head -c "$((BLOB_MIB * 1024 * 1024))" /dev/urandom >"$WORK/files/blob"
 BLOB_DIGEST="sha256:$(sha256sum "$WORK/files/blob" | cut -d' ' -f1)"
 
-start_berth() { # binary tag port
-    "$1" server --listen "127.0.0.1:$3" --data-dir "$WORK/berth-$2" \
-        --aws-config-dir "$WORK/berth-$2-aws" --auth open >"$WORK/berth-$2.log" 2>&1 &
-    PIDS+=($!)
-    LAST_PID=$!
-    wait_http "http://127.0.0.1:$3/v2/" "berth $2" "$WORK/berth-$2.log"
-}
 start_berth "$A_BIN" a "$BASE_PORT"
 A_PID=$LAST_PID
 start_berth "$B_BIN" b "$((BASE_PORT + 2))"
 B_PID=$LAST_PID
 
-mkdir -p "$WORK/dist"
-cat >"$WORK/dist.yml" <<YML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  cache:
-    blobdescriptor: inmemory
-  filesystem:
-    rootdirectory: $WORK/dist
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$((BASE_PORT + 1))
-YML
-/usr/bin/docker-registry serve "$WORK/dist.yml" >"$WORK/dist.log" 2>&1 &
-PIDS+=($!)
-DIST_PID=$!
-wait_http "http://127.0.0.1:$((BASE_PORT + 1))/v2/" distribution "$WORK/dist.log"
+start_dist main "$((BASE_PORT + 1))"
+DIST_PID=$LAST_PID
 
 export A_URL="http://127.0.0.1:$BASE_PORT" B_URL="http://127.0.0.1:$((BASE_PORT + 2))"
 export DIST_URL="http://127.0.0.1:$((BASE_PORT + 1))" WORK BLOB_DIGEST BLOB_MIB A_PID B_PID DIST_PID
+export LOADGEN=${LOADGEN:-}
 echo "registry A/B, $(date -u +%Y-%m-%dT%H:%MZ), A=$A_BIN B=$B_BIN, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 python3 "$ROOT/bench/registry/ab.py"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/registry/run.sh: owns the registry benchmark. It installs its peers if missing (Debian's
-# docker-registry, nginx and wrk), builds berth in release, makes the test blobs locally (random
+# docker-registry, nginx and wrk), builds berth and berth-loadgen (whose `upload` mode is the
+# second upload client, sending the body with sendfile) in release, makes the test blobs locally (random
 # bytes, nothing pulled), starts on loopback, each with a fresh temporary directory:
 #   - `berth server --auth open` (anonymous push/pull; the repository is made with CreateRepository),
 #   - the CNCF distribution registry (`docker-registry serve`, filesystem storage, its default
@@ -10,7 +11,8 @@
 # Everything it starts is killed and every file it made is removed on exit.
 # Knobs (environment): BASE_PORT (25700; uses +0..+2), BLOB_MIB (512), BIG_MIB (2048),
 # RUNS (3: upload/download repetitions, best kept), CONNECTIONS (64), DURATION (10s),
-# WRK_THREADS (1), SKIP_BUILD=1, SKIP_RSS=1, SKIP_INSTALL=1.
+# WRK_THREADS (1), SKIP_BUILD=1, SKIP_RSS=1, SKIP_INSTALL=1, LOADGEN (berth-loadgen binary;
+# uploads by curl only when it is missing). Shared with ab.sh: common.sh.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,17 +22,7 @@ BLOB_MIB=${BLOB_MIB:-512}
 BIG_MIB=${BIG_MIB:-2048}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-registry.XXXXXX")
 PIDS=()
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
+. "$ROOT/bench/registry/common.sh"
 trap cleanup EXIT
 
 # ---- peers -------------------------------------------------------------------------------------
@@ -55,9 +47,12 @@ fi
 # its own instances on its own ports and leaves those alone.
 
 if [ -z "${SKIP_BUILD:-}" ]; then
-    (cd "$ROOT" && cargo build --release -p berth >&2)
+    (cd "$ROOT" && cargo build --release -p berth -p berth-loadgen >&2)
 fi
 BERTH=$TARGET_DIR/release/berth
+# The second upload client (sendfile); uploads are made by curl alone when it is not built.
+LOADGEN=${LOADGEN:-$TARGET_DIR/release/berth-loadgen}
+[ -x "$LOADGEN" ] || LOADGEN=""
 
 BERTH_PORT=$BASE_PORT
 DIST_PORT=$((BASE_PORT + 1))
@@ -75,51 +70,6 @@ if [ -z "${SKIP_RSS:-}" ]; then
 else
     BIG_DIGEST=""
 fi
-
-wait_http() { # url name log
-    for _ in $(seq 400); do
-        curl -s -o /dev/null "$1" && return 0
-        sleep 0.05
-    done
-    echo "$2 did not answer on $1:" >&2
-    cat "$3" >&2
-    exit 1
-}
-
-# ---- berth -------------------------------------------------------------------------------------
-start_berth() { # data-dir-tag -> sets BERTH_PID
-    "$BERTH" server --listen "127.0.0.1:$BERTH_PORT" --data-dir "$WORK/berth-$1" \
-        --aws-config-dir "$WORK/berth-$1-aws" --auth open \
-        >"$WORK/berth-$1.log" 2>&1 &
-    BERTH_PID=$!
-    PIDS+=("$BERTH_PID")
-    wait_http "http://127.0.0.1:$BERTH_PORT/v2/" berth "$WORK/berth-$1.log"
-}
-
-# ---- distribution ------------------------------------------------------------------------------
-start_dist() { # tag -> sets DIST_PID
-    mkdir -p "$WORK/dist-$1"
-    cat >"$WORK/dist-$1.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  cache:
-    blobdescriptor: inmemory
-  filesystem:
-    rootdirectory: $WORK/dist-$1
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$DIST_PORT
-EOF
-    /usr/bin/docker-registry serve "$WORK/dist-$1.yml" >"$WORK/dist-$1.log" 2>&1 &
-    DIST_PID=$!
-    PIDS+=("$DIST_PID")
-    wait_http "http://127.0.0.1:$DIST_PORT/v2/" distribution "$WORK/dist-$1.log"
-}
 
 # ---- nginx: one process (master_process off) as the current user, sendfile on ------------------
 mkdir -p "$WORK/nginx"
@@ -150,12 +100,14 @@ EOF
 PIDS+=($!)
 wait_http "http://127.0.0.1:$NGINX_PORT/blob" nginx "$WORK/nginx/error.log"
 
-start_berth main
-start_dist main
+start_berth "$BERTH" main "$BERTH_PORT"
+BERTH_PID=$LAST_PID
+start_dist main "$DIST_PORT"
+DIST_PID=$LAST_PID
 
 export BERTH_URL="http://127.0.0.1:$BERTH_PORT" DIST_URL="http://127.0.0.1:$DIST_PORT"
 export NGINX_URL="http://127.0.0.1:$NGINX_PORT" WORK BLOB_DIGEST BIG_DIGEST BLOB_MIB BIG_MIB
-export BERTH_PID DIST_PID
+export BERTH_PID DIST_PID LOADGEN
 
 echo "berth registry benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -m), loopback, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 python3 "$ROOT/bench/registry/driver.py" phase1 || { tail -20 "$WORK"/*.log >&2; exit 1; }
@@ -165,8 +117,10 @@ if [ -z "${SKIP_RSS:-}" ]; then
     kill "$BERTH_PID" "$DIST_PID"
     wait "$BERTH_PID" "$DIST_PID" 2>/dev/null || true
     rm -rf "$WORK/berth-main" "$WORK/dist-main"
-    start_berth rss
-    start_dist rss
+    start_berth "$BERTH" rss "$BERTH_PORT"
+    BERTH_PID=$LAST_PID
+    start_dist rss "$DIST_PORT"
+    DIST_PID=$LAST_PID
     export BERTH_PID DIST_PID
     python3 "$ROOT/bench/registry/driver.py" rss || { tail -20 "$WORK"/*.log >&2; exit 1; }
 fi

@@ -7,6 +7,8 @@
 //! - `call`: sends one signed request and prints the answer (seeding, smoke checks).
 //! - `load`: N keep-alive connections, each sending signed requests back to back for a fixed
 //!   time; reports requests/s and latency percentiles over the 2xx answers.
+//! - `upload`: one OCI blob upload (POST + PUT) with the body sent by `sendfile(2)`, for the
+//!   registry benchmark (`bench/registry`, `upload.rs`).
 //!
 //! Every request carries a real SigV4 signature from `aws-sigv4` (the SDK's signer). By default
 //! each request is signed on its own (`--sign each`); `--sign per-second` reuses one signature
@@ -30,6 +32,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpStream;
 
+mod upload;
+
 #[derive(Parser)]
 #[command(
     name = "berth-loadgen",
@@ -48,6 +52,8 @@ enum Command {
     Call(CallArgs),
     /// Drive one operation from many connections and report rps and latency percentiles.
     Load(LoadArgs),
+    /// Upload one blob to an OCI registry (POST + PUT), the body sent with sendfile.
+    Upload(upload::UploadArgs),
 }
 
 /// Where to send, as whom, and what.
@@ -173,6 +179,8 @@ fn main() -> Result<()> {
             Command::Startup(a) => startup(a).await,
             Command::Call(a) => call(a).await,
             Command::Load(a) => load(a).await,
+            // Blocking std I/O on the runtime's only thread, which does nothing else.
+            Command::Upload(a) => upload::upload(a),
         }
     })
 }

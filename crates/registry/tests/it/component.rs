@@ -287,6 +287,35 @@ async fn wrong_digest_is_digest_invalid_and_leaves_nothing() {
 }
 
 #[tokio::test]
+async fn a_blob_pushed_again_keeps_one_copy_and_drops_the_staged_one() {
+    use futures_util::StreamExt;
+    let h = harness();
+    let data = b"the same bytes, pushed twice".repeat(1000);
+    let digest = h.push_blob("app", &data).await;
+    assert_eq!(h.push_blob("app", &data).await, digest);
+    let r = h.get(&format!("/v2/app/blobs/{digest}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, data);
+    // The second upload's staged copy is deleted after its answer, in the background.
+    let staged = || async {
+        h.blobs
+            .list(Some(&Path::from("uploads")))
+            .collect::<Vec<_>>()
+            .await
+            .len()
+    };
+    let mut waits = 0;
+    while staged().await > 0 {
+        waits += 1;
+        assert!(
+            waits < 1000,
+            "the staged copy of a duplicate is never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
 async fn resume_after_a_broken_patch() {
     let h = harness();
     let location = start_session(&h, "app").await;
