@@ -239,6 +239,11 @@ fn is_upgrade(req: &Request<Incoming>) -> bool {
 
 /// Removes hop-by-hop headers, and those the `Connection` header names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Nearly every message has none: one pass over its few names is cheaper than hashing and
+    // looking up each of the seven (twice per request, `bench/lb/README.md`).
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
