@@ -173,6 +173,39 @@ fn host_of(req: &Request<Incoming>) -> Option<&str> {
     Some(&raw[..end])
 }
 
+/// The `Host` a target gets when the load balancer does not preserve the client's: ALB's
+/// default, the client's host with the listener's port (`example.com` through a listener on
+/// 8080 → `example.com:8080`). `None` leaves the header as it is: the listener is on its
+/// protocol's default port, or the header already names the listener's port (what a client
+/// that connected by address sends, so the common case costs no allocation).
+fn host_for_target(
+    host: &HeaderValue,
+    listener_port: &HeaderValue,
+    default_port: bool,
+) -> Option<HeaderValue> {
+    if default_port {
+        return None;
+    }
+    let raw = host.as_bytes();
+    let port = listener_port.as_bytes();
+    if raw.len() > port.len() && raw.ends_with(port) && raw[raw.len() - port.len() - 1] == b':' {
+        return None;
+    }
+    let end = if raw.first() == Some(&b'[') {
+        // [v6]:port keeps its brackets.
+        raw.iter()
+            .position(|&b| b == b']')
+            .map_or(raw.len(), |i| i + 1)
+    } else {
+        raw.iter().position(|&b| b == b':').unwrap_or(raw.len())
+    };
+    let mut with_port = Vec::with_capacity(end + 1 + port.len());
+    with_port.extend_from_slice(&raw[..end]);
+    with_port.push(b':');
+    with_port.extend_from_slice(port);
+    HeaderValue::from_bytes(&with_port).ok()
+}
+
 /// `Root=1-<8 hex epoch seconds>-<24 hex>`, a new trace id as ALB makes them.
 fn new_trace_root() -> String {
     let mut buf = [0; ROOT_LEN];
@@ -510,6 +543,9 @@ async fn forward(
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+    let balancer = &listener.balancer;
+    let client_named_host =
+        parts.headers.contains_key(header::HOST) || parts.uri.authority().is_some();
     if !parts.headers.contains_key(header::HOST) {
         // HTTP/2 carries the host as the authority; an HTTP/1.0 client may send none, and then
         // the target is named as a client of it would.
@@ -521,8 +557,21 @@ async fn forward(
             parts.headers.insert(header::HOST, v);
         }
     }
+    if client_named_host
+        && !balancer.preserve_host
+        && let Some(v) = parts.headers.get(header::HOST).and_then(|host| {
+            let default_port = ctx.local_port
+                == if listener.forwarded_proto == "https" {
+                    443
+                } else {
+                    80
+                };
+            host_for_target(host, &ctx.forwarded_port, default_port)
+        })
+    {
+        parts.headers.insert(header::HOST, v);
+    }
     let h = &mut parts.headers;
-    let balancer = &listener.balancer;
     match balancer.xff {
         XffMode::Append => {
             // The address alone is made once per connection; with the port, per request
@@ -702,6 +751,35 @@ mod tests {
             && parts[1..]
                 .iter()
                 .all(|p| p.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
+
+    #[test]
+    fn targets_get_the_host_with_the_listener_port_unless_it_is_the_default() {
+        let port = HeaderValue::from_static("8080");
+        let to_target = |host: &'static str, default_port: bool| {
+            host_for_target(&HeaderValue::from_static(host), &port, default_port)
+                .map(|v| v.to_str().unwrap_or_default().to_owned())
+        };
+        assert_eq!(
+            to_target("example.com", false).as_deref(),
+            Some("example.com:8080")
+        );
+        assert_eq!(
+            to_target("example.com:9090", false).as_deref(),
+            Some("example.com:8080")
+        );
+        assert_eq!(to_target("[::1]", false).as_deref(), Some("[::1]:8080"));
+        assert_eq!(to_target("[::1]:80", false).as_deref(), Some("[::1]:8080"));
+        // Already the listener's port (a client that connected by address): left as it is.
+        assert_eq!(to_target("example.com:8080", false), None);
+        assert_eq!(to_target("127.0.0.1:8080", false), None);
+        assert_eq!(
+            to_target("example.com:18080", false).as_deref(),
+            Some("example.com:8080")
+        );
+        // A listener on its protocol's default port sends the client's host unchanged.
+        assert_eq!(to_target("example.com", true), None);
+        assert_eq!(to_target("example.com:8080", true), None);
     }
 
     #[test]

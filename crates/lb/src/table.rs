@@ -49,6 +49,9 @@ pub struct Balancer {
     pub xff_client_port: bool,
     /// `routing.http2.enabled`: clients may speak HTTP/2 (else HTTP/1.1 only).
     pub http2: bool,
+    /// `routing.http.preserve_host_header.enabled`: targets get the client's `Host` unchanged
+    /// (else with the listener's port, as ALB does by default).
+    pub preserve_host: bool,
     pub metrics: Arc<Counters>,
 }
 
@@ -374,6 +377,8 @@ pub fn build(
                 xff_client_port: b.attribute("routing.http.xff_client_port.enabled")
                     == Some("true"),
                 http2: b.attribute("routing.http2.enabled") != Some("false"),
+                preserve_host: b.attribute("routing.http.preserve_host_header.enabled")
+                    == Some("true"),
                 metrics: metrics.counters(&p.partition, &dim, None),
             });
             let mut action_of = |actions: &[wire::Action]| -> Action {

@@ -915,14 +915,16 @@ fn load_balancer_attributes_set_timeouts_forwarding_headers_http2_and_deletion_p
         Some(1)
     );
 
-    // X-Forwarded-For: ALB's three modes, and the client's port.
-    let xff_of = |r: &Response| -> String {
+    // What the header-echoing target saw of a header (its `name=value` lines).
+    let echoed = |r: &Response, name: &str| -> String {
         r.text()
             .lines()
-            .find_map(|l| l.strip_prefix("xff="))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
             .unwrap_or_default()
             .to_string()
     };
+    // X-Forwarded-For: ALB's three modes, and the client's port.
+    let xff_of = |r: &Response| echoed(r, "xff");
     let set = |attributes: &[&str]| {
         let mut args = vec![
             "modify-load-balancer-attributes",
@@ -962,6 +964,20 @@ fn load_balancer_attributes_set_timeouts_forwarding_headers_http2_and_deletion_p
                 .ok_or(x)
         },
     );
+
+    // Host: ALB's default gives the target the listener's port; preserved on request.
+    let host_of = |r: &Response| echoed(r, "host");
+    let named = [("host", "app.example.com")];
+    assert_eq!(
+        host_of(&get(port, "/", &named)),
+        format!("app.example.com:{port}")
+    );
+    assert_eq!(host_of(&get(port, "/", &[])), format!("127.0.0.1:{port}"));
+    set(&["Key=routing.http.preserve_host_header.enabled,Value=true"]);
+    eventually("the host is preserved", Duration::from_secs(30), || {
+        let h = host_of(&get(port, "/", &named));
+        (h == "app.example.com").then_some(()).ok_or(h)
+    });
 
     // HTTP/2 off: a client speaking it with prior knowledge is refused; HTTP/1.1 still serves.
     let h2 = || {
