@@ -164,13 +164,19 @@ fn host_of(req: &Request<Incoming>) -> Option<&str> {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
-    let end = if raw.starts_with('[') {
-        // [v6]:port keeps its brackets.
-        raw.find(']').map_or(raw.len(), |i| i + 1)
+    Some(&raw[..host_len(raw.as_bytes())])
+}
+
+/// How much of a `Host` value (or authority) is the host: all of it up to its `:port`; an IPv6
+/// literal (`[v6]:port`) keeps its brackets.
+fn host_len(raw: &[u8]) -> usize {
+    if raw.first() == Some(&b'[') {
+        raw.iter()
+            .position(|&b| b == b']')
+            .map_or(raw.len(), |i| i + 1)
     } else {
-        raw.find(':').unwrap_or(raw.len())
-    };
-    Some(&raw[..end])
+        raw.iter().position(|&b| b == b':').unwrap_or(raw.len())
+    }
 }
 
 /// The `Host` a target gets when the load balancer does not preserve the client's: ALB's
@@ -191,14 +197,7 @@ fn host_for_target(
     if raw.len() > port.len() && raw.ends_with(port) && raw[raw.len() - port.len() - 1] == b':' {
         return None;
     }
-    let end = if raw.first() == Some(&b'[') {
-        // [v6]:port keeps its brackets.
-        raw.iter()
-            .position(|&b| b == b']')
-            .map_or(raw.len(), |i| i + 1)
-    } else {
-        raw.iter().position(|&b| b == b':').unwrap_or(raw.len())
-    };
+    let end = host_len(raw);
     let mut with_port = Vec::with_capacity(end + 1 + port.len());
     with_port.extend_from_slice(&raw[..end]);
     with_port.push(b':');

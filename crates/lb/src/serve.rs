@@ -111,10 +111,21 @@ fn batch_scheduling() {}
 /// The calling thread's niceness (`/proc/thread-self/stat`, field 19).
 #[cfg(target_os = "linux")]
 fn niceness() -> Option<i32> {
+    thread_stat_field(19)
+}
+
+/// Field `n` (1-based, as `proc(5)` numbers them) of the calling thread's
+/// `/proc/thread-self/stat`, from field 3 on.
+#[cfg(target_os = "linux")]
+fn thread_stat_field(n: usize) -> Option<i32> {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
     // The command name (field 2) may hold spaces: fields are counted after its closing `)`.
     let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(16)?.parse().ok()
+    after_name
+        .split_whitespace()
+        .nth(n.checked_sub(3)?)?
+        .parse()
+        .ok()
 }
 
 /// A worker's count of open client connections, alone on its cache line: each worker writes
@@ -446,9 +457,7 @@ mod tests {
     /// The calling thread's scheduling policy (`/proc/thread-self/stat`, field 41).
     #[cfg(target_os = "linux")]
     fn policy() -> Option<i32> {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
-        let after_name = &stat[stat.rfind(')')? + 1..];
-        after_name.split_whitespace().nth(38)?.parse().ok()
+        thread_stat_field(41)
     }
 
     #[cfg(target_os = "linux")]

@@ -138,6 +138,25 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The ELBv2 API and a running data plane over one in-memory store, with the given idle timeout.
+fn start(idle_timeout: Duration) -> (Elbv2, DataPlane, tokio::task::JoinHandle<()>) {
+    let store: berth_store::AnyStore = SqliteStore::open_in_memory().expect("store").into();
+    let elb = Elbv2::new(store.clone(), [7u8; 32], berth_elbv2::system_clock());
+    let plane = DataPlane::new(
+        store,
+        Options {
+            partitions: vec!["000000000000/us-east-1".into()],
+            idle_timeout,
+            ..Options::default()
+        },
+        Arc::new(NoInstances),
+        berth_elbv2::system_clock(),
+    );
+    let running = plane.clone();
+    let task = tokio::spawn(async move { running.run().await });
+    (elb, plane, task)
+}
+
 fn sum_of(metrics: &[LbMetric], name: &str, group: bool) -> (f64, u64) {
     metrics
         .iter()
@@ -147,20 +166,7 @@ fn sum_of(metrics: &[LbMetric], name: &str, group: bool) -> (f64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_routed_and_counted_per_load_balancer_and_target_group() {
-    let store: berth_store::AnyStore = SqliteStore::open_in_memory().expect("store").into();
-    let elb = Elbv2::new(store.clone(), [7u8; 32], berth_elbv2::system_clock());
-    let plane = DataPlane::new(
-        store,
-        Options {
-            partitions: vec!["000000000000/us-east-1".into()],
-            idle_timeout: Duration::from_secs(2),
-            ..Options::default()
-        },
-        Arc::new(NoInstances),
-        berth_elbv2::system_clock(),
-    );
-    let running = plane.clone();
-    let task = tokio::spawn(async move { running.run().await });
+    let (elb, plane, task) = start(Duration::from_secs(2));
 
     let (backend_port, most_per_connection) = backend().await;
     let lb = ok(&elb, "CreateLoadBalancer", json!({"Name": "web"})).await["LoadBalancers"][0]
@@ -311,20 +317,7 @@ async fn until_closed(mut s: TcpStream) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_slowloris_client_connections_are_closed_and_busy_ones_are_not() {
-    let store: berth_store::AnyStore = SqliteStore::open_in_memory().expect("store").into();
-    let elb = Elbv2::new(store.clone(), [7u8; 32], berth_elbv2::system_clock());
-    let plane = DataPlane::new(
-        store,
-        Options {
-            partitions: vec!["000000000000/us-east-1".into()],
-            idle_timeout: Duration::from_secs(1),
-            ..Options::default()
-        },
-        Arc::new(NoInstances),
-        berth_elbv2::system_clock(),
-    );
-    let running = plane.clone();
-    let task = tokio::spawn(async move { running.run().await });
+    let (elb, plane, task) = start(Duration::from_secs(1));
     let lb = ok(&elb, "CreateLoadBalancer", json!({"Name": "idle"})).await["LoadBalancers"][0]
         ["LoadBalancerArn"]
         .as_str()
