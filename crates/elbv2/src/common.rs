@@ -38,6 +38,22 @@ pub fn one_of(key: &str, value: &str, allowed: &[&str]) -> Result<(), AwsError> 
     }
 }
 
+/// The attributes a Modify*Attributes request sets, as `(key, value)` pairs, each checked by
+/// `check` first: one bad pair refuses the whole request before anything is written.
+pub fn checked_attributes<'a>(
+    pairs: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>,
+    check: fn(&str, &str) -> Result<(), AwsError>,
+) -> Result<Vec<(String, String)>, AwsError> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| {
+            let (k, v) = (k.unwrap_or_default(), v.unwrap_or_default());
+            check(k, v)?;
+            Ok((k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
 pub fn invalid_config(message: impl Into<String>) -> AwsError {
     AwsError::client("InvalidConfigurationRequest", message)
 }

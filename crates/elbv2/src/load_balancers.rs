@@ -3,7 +3,8 @@
 
 use crate::Elbv2;
 use crate::common::{
-    self, Snapshot, Writes, int_in, invalid_config, mutate, not_permitted, one_of, validation,
+    self, Snapshot, Writes, checked_attributes, int_in, invalid_config, mutate, not_permitted,
+    one_of, validation,
 };
 use crate::records::{self, LoadBalancerRecord};
 use berth_aws::{AwsError, RequestContext};
@@ -405,21 +406,16 @@ pub async fn modify_load_balancer_attributes(
     req: wire::ModifyLoadBalancerAttributesInput,
 ) -> Result<wire::ModifyLoadBalancerAttributesOutput, AwsError> {
     let arn = req.load_balancer_arn.clone().unwrap_or_default();
-    let changes = req.attributes.clone().unwrap_or_default();
-    for a in &changes {
-        check_attribute(
-            a.key.as_deref().unwrap_or_default(),
-            a.value.as_deref().unwrap_or_default(),
-        )?;
-    }
+    let changes = checked_attributes(
+        req.attributes
+            .iter()
+            .flatten()
+            .map(|a| (a.key.as_deref(), a.value.as_deref())),
+        check_attribute,
+    )?;
     let lb = mutate(elb, ctx, |snap| {
         let mut lb = snap.load_balancer(&arn)?.clone();
-        for a in &changes {
-            lb.attributes.insert(
-                a.key.clone().unwrap_or_default(),
-                a.value.clone().unwrap_or_default(),
-            );
-        }
+        lb.attributes.extend(changes.iter().cloned());
         let mut w = Writes::default();
         w.put(ctx, records::LOAD_BALANCER, &arn, &lb)?;
         Ok((w, lb))

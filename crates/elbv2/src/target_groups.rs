@@ -1,7 +1,9 @@
 //! Target groups: create, describe, modify, delete, and their attributes.
 
 use crate::Elbv2;
-use crate::common::{self, Snapshot, Writes, int_in, invalid_config, mutate, one_of, validation};
+use crate::common::{
+    self, Snapshot, Writes, checked_attributes, int_in, invalid_config, mutate, one_of, validation,
+};
 use crate::load_balancers::DEFAULT_VPC;
 use crate::records::{self, HealthCheck, TargetGroupRecord};
 use berth_aws::{AwsError, RequestContext};
@@ -456,21 +458,16 @@ pub async fn modify_target_group_attributes(
     req: wire::ModifyTargetGroupAttributesInput,
 ) -> Result<wire::ModifyTargetGroupAttributesOutput, AwsError> {
     let arn = req.target_group_arn.clone().unwrap_or_default();
-    let changes = req.attributes.clone().unwrap_or_default();
-    for a in &changes {
-        check_attribute(
-            a.key.as_deref().unwrap_or_default(),
-            a.value.as_deref().unwrap_or_default(),
-        )?;
-    }
+    let changes = checked_attributes(
+        req.attributes
+            .iter()
+            .flatten()
+            .map(|a| (a.key.as_deref(), a.value.as_deref())),
+        check_attribute,
+    )?;
     let attrs = mutate(elb, ctx, |snap| {
         let mut tg = snap.target_group(&arn)?.clone();
-        for a in &changes {
-            tg.attributes.insert(
-                a.key.clone().unwrap_or_default(),
-                a.value.clone().unwrap_or_default(),
-            );
-        }
+        tg.attributes.extend(changes.iter().cloned());
         let mut w = Writes::default();
         w.put(ctx, records::TARGET_GROUP, &arn, &tg)?;
         Ok((w, tg.attributes))
