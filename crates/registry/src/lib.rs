@@ -85,8 +85,9 @@ pub struct RegistryOptions {
     pub clock: Clock,
     /// The directory the blob store is a local file system over
     /// (`LocalFileSystem::new_with_prefix(dir)`), when it is one: uploads are then written
-    /// straight into `<dir>/uploads/<id>` with positional writes instead of through
-    /// object_store's multipart writer (fewer copies and tasks per byte). It must be that store's
+    /// straight into `<dir>/uploads/<id>` with positional (`O_DIRECT` where the file system
+    /// takes it) writes instead of through object_store's multipart writer (fewer copies and
+    /// tasks per byte). It must be that store's
     /// directory; `None` (the default) works with any store.
     pub local_dir: Option<std::path::PathBuf>,
 }
