@@ -422,6 +422,9 @@ impl Uploads {
             appended += n;
             writer.put(bytes);
         }
+        if let Some(writer) = session.writer.as_mut() {
+            writer.park();
+        }
         Ok(appended)
     }
 
