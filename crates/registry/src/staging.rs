@@ -151,18 +151,12 @@ impl FileStaging {
         let path = dir.join(id);
         let opening = path.clone();
         let (file, direct) = tokio::task::spawn_blocking(move || {
-            use std::os::unix::fs::OpenOptionsExt;
             std::fs::create_dir_all(&dir)?;
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(&opening)?;
-            let direct = std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-                .open(&opening)
-                .ok();
-            Ok::<_, std::io::Error>((file, direct))
+            Ok::<_, std::io::Error>((file, open_direct(&opening).ok()))
         })
         .await
         .map_err(|e| RegistryError::Internal(e.to_string()))?
@@ -230,9 +224,19 @@ impl FileStaging {
     }
 }
 
+/// Opens the existing file `path` for writing with `O_DIRECT`; an error where the file system
+/// does not take it.
+pub(crate) fn open_direct(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+        .open(path)
+}
+
 /// Writes `batch` at `at`: through `direct` from the aligned part of `buffer` when both are
 /// given, else (or if the file system refuses the direct write) buffered through `file`.
-fn write_batch(
+pub(crate) fn write_batch(
     file: &std::fs::File,
     direct: Option<&std::fs::File>,
     buffer: Option<Vec<u8>>,
@@ -325,15 +329,10 @@ mod tests {
 
     #[test]
     fn a_direct_write_the_file_system_refuses_is_written_buffered() {
-        use std::os::unix::fs::OpenOptionsExt;
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("f");
         let file = std::fs::File::create(&path).expect("create");
-        let direct = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-            .open(&path)
-            .ok();
+        let direct = open_direct(&path).ok();
         let batch = chunks(3 * DIRECT_ALIGN);
         // Offset 1 breaks O_DIRECT's alignment rule: the direct write fails with EINVAL.
         let (written, _) = write_batch(&file, direct.as_ref(), Some(Vec::new()), &batch, 1);
