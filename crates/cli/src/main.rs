@@ -335,9 +335,31 @@ fn malloc_thresholds_set_by_user(var: impl Fn(&str) -> Option<std::ffi::OsString
         })
 }
 
+/// Lifts the soft limit on open files to the hard one. The soft limit is 1,024 under systemd
+/// and most shells, a relic of `select(2)`, which berth does not use; the hard limit is what the
+/// administrator allows. One berth holds a descriptor per client connection, per load balancer
+/// connection on each side, per upload being written and per blob being read, so 1,024 is a
+/// few hundred clients, and running out fails `accept` for everyone. Go's runtime does the same
+/// at start (Go 1.19 on), so distribution and Docker run with their hard limit. berth starts no
+/// child process that could inherit the raised limit. A refusal leaves the limit as it was.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            eprintln!("berth: could not raise the open file limit: {e}");
+        }
+    }
+}
+
 fn main() -> Result<()> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     tune_malloc();
+    raise_open_file_limit();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -20,6 +20,11 @@
 //! Both hold at most a few batches in memory per upload, whatever the blob's size, and both are
 //! cancel-safe in the same way: [`Staging::ready`] is the only wait, [`Staging::put`] never
 //! waits, so a chunk is either wholly taken or not at all.
+//!
+//! Between requests a local staging file holds no descriptor and none of the received buffers
+//! ([`Staging::park`]): a chunked upload's next part may come much later or never, and a client
+//! that leaves hundreds of sessions open must not use up the server's descriptors or pin its
+//! memory (each received chunk shares hyper's read buffer).
 
 use crate::error::RegistryError;
 use bytes::Bytes;
@@ -66,11 +71,14 @@ impl Staging {
     pub async fn ready(&mut self) -> Result<(), RegistryError> {
         match self {
             Staging::Multipart(w) => Ok(w.wait_for_capacity(PARTS_IN_FLIGHT).await?),
-            Staging::File(f) => f.wait_for(PARTS_IN_FLIGHT).await,
+            Staging::File(f) => {
+                f.reopen().await?;
+                f.wait_for(PARTS_IN_FLIGHT).await
+            }
         }
     }
 
-    /// Takes a chunk. Never waits.
+    /// Takes a chunk, after [`Staging::ready`]. Never waits.
     pub fn put(&mut self, bytes: Bytes) {
         match self {
             Staging::Multipart(w) => w.put(bytes),
@@ -78,12 +86,14 @@ impl Staging {
         }
     }
 
-    /// Lets go of what is kept only to make the next chunk cheaper (the file writer's spare
-    /// aligned buffers, up to 12 MiB). Called when a request's body ends: a chunked upload's
-    /// next part may come much later or never, and idle sessions must not hold that memory.
-    pub fn park(&mut self) {
-        if let Staging::File(f) = self {
-            f.spare = Vec::new();
+    /// Called when a request's body ends. A local staging file writes out every whole 4 KiB it
+    /// gathered, keeps the rest (less than 4 KiB) in a buffer of its own, waits for its writes,
+    /// and closes its descriptors; the next [`Staging::ready`] opens them again. The multipart
+    /// writer keeps its part being filled, which S3's minimum part size makes necessary.
+    pub async fn park(&mut self) -> Result<(), RegistryError> {
+        match self {
+            Staging::Multipart(_) => Ok(()),
+            Staging::File(f) => f.park().await,
         }
     }
 
@@ -95,6 +105,7 @@ impl Staging {
                 Ok(())
             }
             Staging::File(mut f) => {
+                f.reopen().await?;
                 f.send_batch();
                 f.wait_for(0).await
             }
@@ -128,10 +139,11 @@ type Write = tokio::task::JoinHandle<(std::io::Result<()>, Option<Vec<u8>>)>;
 
 pub struct FileStaging {
     path: PathBuf,
-    file: Arc<std::fs::File>,
-    /// The same file opened with `O_DIRECT`, if the file system allows it.
-    direct: Option<Arc<std::fs::File>>,
-    /// Where the next batch goes in the file.
+    /// While a request streams into the file; `None` between requests.
+    open: Option<Descriptors>,
+    /// Where the next batch goes in the file. A multiple of 4 KiB until the last batch: every
+    /// batch but that one is [`FILE_BATCH`] bytes or, at a [`FileStaging::park`], whole 4 KiB
+    /// blocks.
     next_offset: u64,
     batch: Vec<Bytes>,
     batch_len: usize,
@@ -139,6 +151,23 @@ pub struct FileStaging {
     spare: Vec<Vec<u8>>,
     /// Oldest first.
     in_flight: VecDeque<Write>,
+}
+
+#[derive(Clone)]
+struct Descriptors {
+    file: Arc<std::fs::File>,
+    /// The same file opened with `O_DIRECT`, if the file system allows it.
+    direct: Option<Arc<std::fs::File>>,
+}
+
+impl Descriptors {
+    fn open(path: &Path) -> std::io::Result<Descriptors> {
+        let file = std::fs::OpenOptions::new().write(true).open(path)?;
+        Ok(Descriptors {
+            file: Arc::new(file),
+            direct: open_direct(path).ok().map(Arc::new),
+        })
+    }
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> RegistryError {
@@ -149,22 +178,23 @@ impl FileStaging {
     async fn create(root: &Path, id: &str) -> Result<FileStaging, RegistryError> {
         let dir = root.join("uploads");
         let path = dir.join(id);
-        let opening = path.clone();
-        let (file, direct) = tokio::task::spawn_blocking(move || {
+        let creating = path.clone();
+        // Created now, so the id is taken and start-up or GC finds the file if the session
+        // dies; opened for writing only when a body arrives (`reopen`).
+        tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)?;
-            let file = std::fs::OpenOptions::new()
+            std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .open(&opening)?;
-            Ok::<_, std::io::Error>((file, open_direct(&opening).ok()))
+                .open(&creating)
+                .map(drop)
         })
         .await
         .map_err(|e| RegistryError::Internal(e.to_string()))?
         .map_err(|e| io_error(&path, e))?;
         Ok(FileStaging {
             path,
-            file: Arc::new(file),
-            direct: direct.map(Arc::new),
+            open: None,
             next_offset: 0,
             batch: Vec::new(),
             batch_len: 0,
@@ -196,15 +226,71 @@ impl FileStaging {
             at.is_multiple_of(DIRECT_ALIGN as u64) && self.batch_len.is_multiple_of(DIRECT_ALIGN);
         self.next_offset += self.batch_len as u64;
         self.batch_len = 0;
-        let file = self.file.clone();
-        let direct = self.direct.clone().filter(|_| aligned);
+        let Some(open) = self.open.clone() else {
+            // `ready` opens the file before any chunk is taken; if that order is ever broken,
+            // the upload fails instead of losing the batch silently.
+            let path = self.path.clone();
+            self.in_flight.push_back(tokio::task::spawn(async move {
+                let closed = std::io::Error::other(format!("{} is not open", path.display()));
+                (Err(closed), None)
+            }));
+            return;
+        };
+        let direct = open.direct.filter(|_| aligned);
         let buffer = direct
             .as_ref()
             .map(|_| self.spare.pop().unwrap_or_default());
         self.in_flight
             .push_back(tokio::task::spawn_blocking(move || {
-                write_batch(&file, direct.as_deref(), buffer, &batch, at)
+                write_batch(&open.file, direct.as_deref(), buffer, &batch, at)
             }));
+    }
+
+    /// Opens the file's descriptors if a [`FileStaging::park`] (or the creation) closed them.
+    /// Cancel-safe: descriptors opened for a cancelled call are closed again.
+    async fn reopen(&mut self) -> Result<(), RegistryError> {
+        if self.open.is_none() {
+            let path = self.path.clone();
+            let opened = tokio::task::spawn_blocking(move || Descriptors::open(&path))
+                .await
+                .map_err(|e| RegistryError::Internal(e.to_string()))?
+                .map_err(|e| io_error(&self.path, e))?;
+            self.open = Some(opened);
+        }
+        Ok(())
+    }
+
+    /// Writes out the whole 4 KiB blocks gathered (so the next batch starts aligned and
+    /// `O_DIRECT` stays usable), copies the rest into a buffer of its own, waits for every
+    /// write and closes the descriptors. Afterwards the upload holds no received buffer, no
+    /// aligned buffer and no descriptor.
+    async fn park(&mut self) -> Result<(), RegistryError> {
+        let whole = self.batch_len - self.batch_len % DIRECT_ALIGN;
+        if whole > 0 {
+            let mut rest = Vec::new();
+            let mut kept = 0;
+            for mut chunk in std::mem::take(&mut self.batch) {
+                if kept + chunk.len() > whole {
+                    rest.push(chunk.split_off(whole - kept));
+                }
+                kept += chunk.len();
+                if !chunk.is_empty() {
+                    self.batch.push(chunk);
+                }
+            }
+            self.batch_len = whole;
+            self.send_batch();
+            self.batch = rest;
+            self.batch_len = self.batch.iter().map(Bytes::len).sum();
+        }
+        if !self.batch.is_empty() {
+            // A slice of a received chunk keeps that chunk's whole read buffer alive.
+            self.batch = vec![Bytes::from(self.batch.concat())];
+        }
+        self.wait_for(0).await?;
+        self.spare = Vec::new();
+        self.open = None;
+        Ok(())
     }
 
     /// Waits until at most `max` batches are being written. A write that failed fails the
@@ -310,11 +396,8 @@ mod tests {
         if let Staging::File(f) = &mut staging {
             f.wait_for(0).await.expect("written");
             // (Only where the file system takes O_DIRECT: buffered writes use no buffer.)
-            assert!(f.direct.is_none() || !f.spare.is_empty());
-        }
-        staging.park();
-        if let Staging::File(f) = &staging {
-            assert!(f.spare.is_empty());
+            let direct = f.open.as_ref().is_some_and(|o| o.direct.is_some());
+            assert!(!direct || !f.spare.is_empty());
         }
         staging.finish().await.expect("finish");
         let got = blobs
@@ -325,6 +408,49 @@ mod tests {
             .await
             .expect("bytes");
         assert_eq!(got, chunks.concat());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn between_requests_a_staging_file_holds_no_descriptor_and_no_received_chunk() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let blobs: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).expect("local store"));
+        let mut staging = Staging::open(&blobs, Some(dir.path()), "u3")
+            .await
+            .expect("open");
+        let Staging::File(f) = &staging else {
+            panic!("a local root stages into a file");
+        };
+        assert!(
+            f.open.is_none(),
+            "a session without a body holds no descriptor"
+        );
+        let mut rest = chunks(FILE_BATCH * 2 + 3 * DIRECT_ALIGN + 1234);
+        let all = rest.concat();
+        // Requests of every kind of length: under 4 KiB, whole blocks, past a batch.
+        let mut requests = Vec::new();
+        for n in [1, 7, 2, 40, 3, 1000] {
+            requests.push(rest.drain(..n.min(rest.len())).collect::<Vec<_>>());
+        }
+        requests.push(rest);
+        for request in requests {
+            for c in &request {
+                staging.ready().await.expect("ready");
+                staging.put(c.clone());
+            }
+            staging.park().await.expect("park");
+            let Staging::File(f) = &staging else {
+                unreachable!()
+            };
+            assert!(f.open.is_none() && f.in_flight.is_empty() && f.spare.is_empty());
+            assert!(f.batch_len < DIRECT_ALIGN && f.batch.len() <= 1);
+            assert!(f.next_offset.is_multiple_of(DIRECT_ALIGN as u64));
+            // Nothing of the request's chunks is referenced any more.
+            assert!(request.iter().all(Bytes::is_unique));
+        }
+        staging.finish().await.expect("finish");
+        let got = std::fs::read(dir.path().join("uploads/u3")).expect("read");
+        assert_eq!(got, all);
     }
 
     #[test]

@@ -131,6 +131,14 @@ impl RunningHash {
         }));
     }
 
+    /// Hands everything gathered to the hasher (waiting for the batch in flight first), so
+    /// that between requests the upload references none of the received chunks.
+    async fn park(&mut self) -> Result<(), RegistryError> {
+        self.settle().await?;
+        self.send_batch();
+        Ok(())
+    }
+
     /// Waits for the batch in flight, if any.
     async fn settle(&mut self) -> Result<(), RegistryError> {
         if let HashState::Busy(handle) = &mut self.state {
@@ -399,6 +407,8 @@ impl Uploads {
         session.last_activity_ms = now_ms;
         while let Some(frame) = body.next().await {
             let Ok(bytes) = frame else {
+                // What arrived is kept for the client to resume from.
+                self.park(id, session).await?;
                 return Err(AppendError::Body);
             };
             if session.writer.is_none() {
@@ -427,10 +437,25 @@ impl Uploads {
             appended += n;
             writer.put(bytes);
         }
-        if let Some(writer) = session.writer.as_mut() {
-            writer.park();
-        }
+        self.park(id, session).await?;
         Ok(appended)
+    }
+
+    /// Between requests a session holds no received chunk and no descriptor (`staging.rs`,
+    /// [`Staging::park`]): clients may leave many sessions open for a long time.
+    async fn park(&self, id: &str, session: &mut Session) -> Result<(), AppendError> {
+        let Some(writer) = session.writer.as_mut() else {
+            return Ok(());
+        };
+        let parked = match session.hash.park().await {
+            Ok(()) => writer.park().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = parked {
+            self.abort(id, session).await;
+            return Err(AppendError::Storage(e));
+        }
+        Ok(())
     }
 
     /// Closes the session: writes out the last part, checks the digest (and `size`, when the
@@ -630,6 +655,25 @@ mod tests {
         h.push(frames[1].clone());
         assert_eq!(h.batch_len, 0);
         assert!(matches!(h.state, HashState::Busy(_)));
+        assert_eq!(h.finish().await.expect("digest"), one_shot(&frames));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_parked_hash_keeps_no_received_chunk() {
+        let frames = frames(HASH_BATCH * 2 + 777);
+        let (first, second) = frames.split_at(frames.len() / 2);
+        let mut h = RunningHash::new(Algorithm::Sha256);
+        for request in [first, second] {
+            for f in request {
+                h.ready_for_more().await.expect("hash");
+                h.push(f.clone());
+            }
+            h.park().await.expect("park");
+            assert!(h.batch.is_empty() && h.batch_len == 0);
+            // Once the batch handed over at the park is hashed, the chunks are free.
+            h.settle().await.expect("hash");
+            assert!(request.iter().all(Bytes::is_unique));
+        }
         assert_eq!(h.finish().await.expect("digest"), one_shot(&frames));
     }
 

@@ -67,6 +67,9 @@ pub struct Opts {
     pub server_only: bool,
     /// More command-line flags, e.g. `--lb-idle-timeout-secs 2`.
     pub args: Vec<String>,
+    /// Soft and hard limits on open files berth starts with (set by util-linux's `prlimit`,
+    /// which then execs berth, so the pid is berth's).
+    pub open_file_limit: Option<(u64, u64)>,
 }
 
 impl Default for Opts {
@@ -78,6 +81,7 @@ impl Default for Opts {
             dir: None,
             server_only: false,
             args: Vec::new(),
+            open_file_limit: None,
         }
     }
 }
@@ -115,6 +119,12 @@ impl Opts {
     /// One more command-line flag (or its value).
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// Start berth with these soft and hard limits on open files.
+    pub fn open_file_limit(mut self, soft: u64, hard: u64) -> Self {
+        self.open_file_limit = Some((soft, hard));
         self
     }
 }
@@ -155,7 +165,16 @@ impl Berth {
         let dir = opts.dir.clone().unwrap_or_else(|| TempDir::new("berth"));
         let data_dir = dir.path().join("data");
         let aws_dir = dir.path().join("aws");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        let mut cmd = match opts.open_file_limit {
+            None => Command::new(env!("CARGO_BIN_EXE_berth")),
+            Some((soft, hard)) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={soft}:{hard}"))
+                    .arg("--")
+                    .arg(env!("CARGO_BIN_EXE_berth"));
+                c
+            }
+        };
         cmd.arg(if opts.server_only { "server" } else { "up" })
             .arg("--listen")
             .arg(&opts.listen)

@@ -1,5 +1,6 @@
 //! berth's own endpoints and process lifecycle: `/_berth/health`, `POST /_berth/reset` (and its
-//! absence without `--allow-reset`), and a clean exit on SIGTERM.
+//! absence without `--allow-reset`), a clean exit on SIGTERM, and the open file limit berth
+//! raises at start.
 
 use crate::harness::{Berth, ECS, Opts, read_response, request_head};
 use serde_json::json;
@@ -65,6 +66,29 @@ fn reset_wipes_every_resource_but_keeps_the_keys() {
         listed["taskDefinitionArns"].as_array().map(Vec::len),
         Some(1)
     );
+}
+
+/// `Max open files` of a process as (soft, hard), from `/proc/<pid>/limits`.
+fn open_file_limit(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let mut values = line["Max open files".len()..].split_whitespace();
+    let soft = values.next().expect("soft").to_owned();
+    let hard = values.next().expect("hard").to_owned();
+    (soft, hard)
+}
+
+#[test]
+fn berth_lifts_its_soft_open_file_limit_to_the_hard_one() {
+    let berth = Berth::start(Opts::default().server_only().open_file_limit(512, 4096));
+    assert_eq!(
+        open_file_limit(berth.pid),
+        ("4096".to_owned(), "4096".to_owned())
+    );
+    assert_eq!(berth.get("/_berth/health").status, 200);
 }
 
 #[test]

@@ -267,6 +267,64 @@ fn skopeo_copies_between_two_berth_repositories_and_inspects_the_copy() {
     );
 }
 
+// ---- many idle chunked uploads --------------------------------------------------------------
+
+/// Between requests an upload session holds no descriptor: 300 chunked uploads left open after
+/// their first part do not use up a berth allowed 256 open files (before, each held two), and
+/// each then completes with exactly its bytes.
+#[test]
+fn hundreds_of_idle_chunked_uploads_hold_no_descriptors() {
+    const SESSIONS: usize = 300;
+    let berth = Berth::start(Opts::open().server_only().open_file_limit(256, 256));
+    let repo = unique("idle/uploads");
+    create_repository_open(&berth, &repo);
+    let work = TempDir::new("idle-uploads");
+    let mut sessions = Vec::new();
+    for i in 0..SESSIONS {
+        // First parts of 4 KiB and more, so each session has whole blocks written and a few
+        // bytes kept; then parts of 3000.
+        let data = pseudo_random(4097 + i + 3000, i as u64 + 1);
+        let location = start_upload(berth.addr, &repo);
+        let r = patch(berth.addr, &location, 0, &data[..4097 + i]);
+        assert_eq!(r.status, 202, "first part of upload {i}: {}", r.text());
+        let file = work.path().join(format!("blob{i}"));
+        std::fs::write(&file, &data).expect("write blob");
+        sessions.push((location, data, file));
+    }
+    let descriptors = std::fs::read_dir(format!("/proc/{}/fd", berth.pid))
+        .expect("berth's descriptors")
+        .count();
+    assert!(
+        descriptors < 100,
+        "{SESSIONS} idle uploads hold {descriptors} descriptors"
+    );
+    for (i, (location, data, file)) in sessions.iter().enumerate() {
+        let digest = sha256_file(file);
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let range = format!("{}-{}", 4097 + i, data.len() - 1);
+        let r = http(
+            berth.addr,
+            "PUT",
+            &format!("{location}{sep}digest={digest}"),
+            &[
+                ("content-type", "application/octet-stream"),
+                ("content-range", range.as_str()),
+            ],
+            &data[4097 + i..],
+        );
+        assert_eq!(r.status, 201, "upload {i}: {}", r.text());
+        let got = http(
+            berth.addr,
+            "GET",
+            &format!("/v2/{repo}/blobs/{digest}"),
+            &[],
+            b"",
+        );
+        assert_eq!(got.status, 200, "blob {i}");
+        assert!(got.body == *data, "blob {i} has other bytes");
+    }
+}
+
 // ---- crash during a chunked upload ----------------------------------------------------------
 
 /// Deterministic incompressible bytes (xorshift), so a wrong offset shows as a wrong digest.
