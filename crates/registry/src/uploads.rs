@@ -6,8 +6,7 @@
 //! to `uploads/<id>` as they arrive, a few batches at most being written (`staging.rs`: a local
 //! file written directly, or object_store's multipart upload), so memory per upload is bounded
 //! whatever the blob's size; between requests a session staging to a local file holds only its
-//! hash state, under
-//! 4 KiB of bytes and no descriptor ([`Staging::park`]).
+//! hash state, under 4 KiB of bytes and no descriptor ([`Staging::park`]).
 //! A broken connection loses nothing that was counted: each received frame is taken into the
 //! hash, counted and handed to the writer with no await in between, so the offset a status `GET`
 //! reports is exactly what was kept, and the client resumes from there. Sessions live in this
