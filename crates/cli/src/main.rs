@@ -182,6 +182,13 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata_port: Option<u16>,
+    /// Where the registry keeps image blobs: `data-dir` (under the data directory) or
+    /// `s3://BUCKET[/PREFIX]`, an S3 or S3-compatible bucket reached with the `AWS_*`
+    /// variables (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP=true` for a plain-HTTP endpoint).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registry_store: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -201,6 +208,7 @@ struct Settings {
     metrics_high_resolution: bool,
     target_tracking_period_secs: u32,
     metadata_port: u16,
+    registry_store: String,
 }
 
 /// The server's configuration, and the metadata port of `up`'s agent (not the server's).
@@ -219,6 +227,7 @@ fn config(role: Role, args: ServeArgs) -> Result<(Config, u16)> {
         "metrics_high_resolution": false,
         "target_tracking_period_secs": Config::DEFAULT_TARGET_TRACKING_PERIOD_SECS,
         "metadata_port": berth_agent::metadata::DEFAULT_PORT,
+        "registry_store": "data-dir",
     });
     let mut figment = Figment::from(Serialized::defaults(defaults));
     if let Some(file) = &args.config {
@@ -256,6 +265,10 @@ fn config(role: Role, args: ServeArgs) -> Result<(Config, u16)> {
                 && s.target_tracking_period_secs.is_multiple_of(60)),
         "--target-tracking-period-secs must be 10, 30 or a multiple of 60"
     );
+    let registry_store = s
+        .registry_store
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--registry-store: {e}"))?;
     let config = Config {
         role,
         listen: s.listen,
@@ -272,6 +285,7 @@ fn config(role: Role, args: ServeArgs) -> Result<(Config, u16)> {
         metrics_interval_secs: s.metrics_interval_secs,
         metrics_high_resolution: s.metrics_high_resolution,
         target_tracking_period_secs: s.target_tracking_period_secs,
+        registry_store,
     };
     Ok((config, s.metadata_port))
 }

@@ -21,7 +21,62 @@ pub enum Role {
     Server,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Where the registry keeps blobs and staged uploads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum BlobStore {
+    /// `<data-dir>/registry`: uploads are written straight into its files.
+    #[default]
+    DataDir,
+    /// An S3 or S3-compatible bucket (`s3://BUCKET[/PREFIX]`). The endpoint, region and keys
+    /// come from the usual `AWS_*` variables (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`; `AWS_ALLOW_HTTP=true` for a plain-HTTP
+    /// endpoint), as object_store's S3 client reads them.
+    S3 { bucket: String, prefix: String },
+}
+
+impl std::str::FromStr for BlobStore {
+    type Err = String;
+
+    /// `data-dir`, or `s3://BUCKET` with an optional `/PREFIX`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "data-dir" {
+            return Ok(BlobStore::DataDir);
+        }
+        let Some(rest) = s.strip_prefix("s3://") else {
+            return Err(format!(
+                "registry store {s:?}: expected data-dir or s3://BUCKET[/PREFIX]"
+            ));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        // S3's bucket naming rules: 3-63 of lower case letters, digits, dots and hyphens,
+        // starting and ending with a letter or digit.
+        let edge_ok =
+            |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+            && edge_ok(bucket.as_bytes().first())
+            && edge_ok(bucket.as_bytes().last());
+        if !bucket_ok {
+            return Err(format!(
+                "registry store {s:?}: {bucket:?} is not an S3 bucket name"
+            ));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix.split('/').any(|p| p == "." || p == "..") || prefix.contains("//") {
+            return Err(format!(
+                "registry store {s:?}: the prefix has an empty, . or .. part"
+            ));
+        }
+        Ok(BlobStore::S3 {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct Config {
     pub role: Role,
     pub listen: String,
@@ -54,6 +109,8 @@ pub struct Config {
     /// AWS fixes 60 s; 10 or 30 (CloudWatch's high-resolution periods) keep end-to-end tests
     /// short.
     pub target_tracking_period_secs: u32,
+    /// Where the registry keeps blobs (`--registry-store`).
+    pub registry_store: BlobStore,
 }
 
 impl Config {
@@ -72,5 +129,41 @@ impl Config {
         dirs::data_dir()
             .unwrap_or_else(|| PathBuf::from("."))
             .join("berth")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BlobStore;
+
+    #[test]
+    fn registry_stores_parse_and_bad_ones_are_refused() {
+        let s3 = |b: &str, p: &str| BlobStore::S3 {
+            bucket: b.into(),
+            prefix: p.into(),
+        };
+        assert_eq!("data-dir".parse(), Ok(BlobStore::DataDir));
+        assert_eq!("s3://images".parse(), Ok(s3("images", "")));
+        assert_eq!("s3://images/".parse(), Ok(s3("images", "")));
+        assert_eq!(
+            "s3://my.images-1/berth/prod/".parse(),
+            Ok(s3("my.images-1", "berth/prod"))
+        );
+        for bad in [
+            "",
+            "s3://",
+            "s3://ab",
+            "s3://Images",
+            "s3://-images",
+            "s3://images-",
+            "s3://im_ages",
+            "file:///tmp",
+            "gs://images",
+            "s3://images/a//b",
+            "s3://images/../x",
+            "/var/lib",
+        ] {
+            assert!(bad.parse::<BlobStore>().is_err(), "{bad:?} was accepted");
+        }
     }
 }

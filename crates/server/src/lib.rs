@@ -11,7 +11,7 @@ mod http_api;
 mod identity;
 mod load_balancer;
 
-pub use config::{AuthMode, Config, Role};
+pub use config::{AuthMode, BlobStore, Config, Role};
 
 use berth_store::{AnyStore, SqliteStore};
 pub use error::Error;
@@ -42,8 +42,8 @@ pub mod error {
     }
 }
 
-/// The OCI registry, its object storage under `<data-dir>/registry` (`blobs/…` content-addressed,
-/// `uploads/…` staged), serving the configured account and region.
+/// The OCI registry, its object storage under `<data-dir>/registry` or in an S3 bucket
+/// (`blobs/…` content-addressed, `uploads/…` staged), serving the configured account and region.
 ///
 /// Auth: `--auth open` lets anyone push and pull. Under SigV4, `/v2/` takes HTTP Basic as ECR
 /// does: user `AWS` and an unexpired token from the ECR API's `GetAuthorizationToken` (signed
@@ -59,16 +59,36 @@ fn open_registry(
         path: dir.display().to_string(),
         source,
     };
-    // Upload sessions live in memory, so none survives a restart: their staged bytes are
-    // garbage. Clearing them here is safe because this process is the directory's only user.
-    match std::fs::remove_dir_all(dir.join("uploads")) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(data_dir_error(e)),
-    }
-    std::fs::create_dir_all(&dir).map_err(data_dir_error)?;
-    let blobs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
-        .map_err(|e| data_dir_error(std::io::Error::other(e.to_string())))?;
+    let (blobs, local_dir): (Arc<dyn object_store::ObjectStore>, _) = match &config.registry_store {
+        BlobStore::DataDir => {
+            // Upload sessions live in memory, so none survives a restart: their staged bytes
+            // are garbage. Clearing them here is safe because this process is the directory's
+            // only user. (A bucket may be shared; there garbage collection clears what no live
+            // session owns once it is older than the grace period.)
+            match std::fs::remove_dir_all(dir.join("uploads")) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(data_dir_error(e)),
+            }
+            std::fs::create_dir_all(&dir).map_err(data_dir_error)?;
+            let local = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                .map_err(|e| data_dir_error(std::io::Error::other(e.to_string())))?;
+            // Uploads stage straight into the directory's files.
+            (Arc::new(local), Some(dir.clone()))
+        }
+        BlobStore::S3 { bucket, prefix } => {
+            let s3 = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| Error::Setup(format!("registry store s3://{bucket}: {e}")))?;
+            if prefix.is_empty() {
+                (Arc::new(s3), None)
+            } else {
+                let prefixed = object_store::prefix::PrefixStore::new(s3, prefix.as_str());
+                (Arc::new(prefixed), None)
+            }
+        }
+    };
     let access = match config.auth {
         AuthMode::Open => berth_registry::Access::Open,
         AuthMode::Sigv4 => {
@@ -80,14 +100,13 @@ fn open_registry(
             }))
         }
     };
-    // The blob store is `dir`: uploads stage straight into its files.
     let options = berth_registry::RegistryOptions {
-        local_dir: Some(dir.clone()),
+        local_dir,
         ..berth_registry::RegistryOptions::default()
     };
     Ok(berth_registry::Registry::new(
         store,
-        Arc::new(blobs),
+        blobs,
         format!("{}/{}", config.account_id, config.region),
         access,
         options,

@@ -70,6 +70,8 @@ pub struct Opts {
     /// Soft and hard limits on open files berth starts with (set by util-linux's `prlimit`,
     /// which then execs berth, so the pid is berth's).
     pub open_file_limit: Option<(u64, u64)>,
+    /// Environment variables berth gets beyond the test process's own.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Opts {
@@ -82,6 +84,7 @@ impl Default for Opts {
             server_only: false,
             args: Vec::new(),
             open_file_limit: None,
+            env: Vec::new(),
         }
     }
 }
@@ -119,6 +122,12 @@ impl Opts {
     /// One more command-line flag (or its value).
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// One more environment variable for berth.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
         self
     }
 
@@ -202,6 +211,7 @@ impl Berth {
                 cmd.env_remove(k);
             }
         }
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

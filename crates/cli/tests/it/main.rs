@@ -24,6 +24,7 @@ mod logs;
 mod oci_client;
 mod profile;
 mod registry_clients;
+mod registry_s3;
 mod scaling_loop;
 mod secretsmanager;
 mod services;

@@ -15,7 +15,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 /// `sha256:<hex>` of a file, by coreutils' sha256sum (the tests' crates have no hasher).
-fn sha256_file(path: &Path) -> String {
+pub(crate) fn sha256_file(path: &Path) -> String {
     let out = Command::new("sha256sum")
         .arg(path)
         .output()
@@ -328,7 +328,7 @@ fn hundreds_of_idle_chunked_uploads_hold_no_descriptors() {
 // ---- crash during a chunked upload ----------------------------------------------------------
 
 /// Deterministic incompressible bytes (xorshift), so a wrong offset shows as a wrong digest.
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
@@ -341,7 +341,7 @@ fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-fn create_repository_open(berth: &Berth, name: &str) {
+pub(crate) fn create_repository_open(berth: &Berth, name: &str) {
     let r = http(
         berth.addr,
         "POST",
@@ -358,7 +358,7 @@ fn create_repository_open(berth: &Berth, name: &str) {
     assert_eq!(r.status, 200, "CreateRepository: {}", r.text());
 }
 
-fn start_upload(addr: SocketAddr, repo: &str) -> String {
+pub(crate) fn start_upload(addr: SocketAddr, repo: &str) -> String {
     let r = http(
         addr,
         "POST",
@@ -370,7 +370,7 @@ fn start_upload(addr: SocketAddr, repo: &str) -> String {
     r.header("location").expect("location").to_owned()
 }
 
-fn patch(addr: SocketAddr, location: &str, offset: usize, chunk: &[u8]) -> Response {
+pub(crate) fn patch(addr: SocketAddr, location: &str, offset: usize, chunk: &[u8]) -> Response {
     let range = format!("{}-{}", offset, offset + chunk.len() - 1);
     http(
         addr,
