@@ -42,6 +42,9 @@ pub mod error {
     }
 }
 
+/// How long the start-up check of a registry bucket may take.
+const STORE_PROBE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// The OCI registry, its object storage under `<data-dir>/registry` or in an S3 bucket
 /// (`blobs/…` content-addressed, `uploads/…` staged), serving the configured account and region.
 ///
@@ -49,7 +52,7 @@ pub mod error {
 /// does: user `AWS` and an unexpired token from the ECR API's `GetAuthorizationToken` (signed
 /// with the token key, for the configured account). Repositories come from CreateRepository:
 /// a push to a missing one is `NAME_UNKNOWN`, as in ECR.
-fn open_registry(
+async fn open_registry(
     config: &Config,
     identity: &identity::Identity,
     store: AnyStore,
@@ -77,16 +80,26 @@ fn open_registry(
             (Arc::new(local), Some(dir.clone()))
         }
         BlobStore::S3 { bucket, prefix } => {
+            let setup = |e: String| Error::Setup(format!("registry store s3://{bucket}: {e}"));
             let s3 = object_store::aws::AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
                 .build()
-                .map_err(|e| Error::Setup(format!("registry store s3://{bucket}: {e}")))?;
-            if prefix.is_empty() {
-                (Arc::new(s3), None)
+                .map_err(|e| setup(e.to_string()))?;
+            let blobs: Arc<dyn object_store::ObjectStore> = if prefix.is_empty() {
+                Arc::new(s3)
             } else {
-                let prefixed = object_store::prefix::PrefixStore::new(s3, prefix.as_str());
-                (Arc::new(prefixed), None)
+                Arc::new(object_store::prefix::PrefixStore::new(s3, prefix.as_str()))
+            };
+            // One listing now, so a wrong endpoint, bucket or key stops berth with the store's
+            // own words instead of failing every push later. Bounded, because object_store
+            // retries an endpoint that does not answer for minutes.
+            let root = object_store::path::Path::from("blobs");
+            match tokio::time::timeout(STORE_PROBE, blobs.list_with_delimiter(Some(&root))).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(setup(e.to_string())),
+                Err(_) => return Err(setup(format!("no answer in {STORE_PROBE:?}"))),
             }
+            (blobs, None)
         }
     };
     let access = match config.auth {
@@ -169,7 +182,7 @@ pub async fn run(
     berth_ecs::upgrade::upgrade_records(&ecs)
         .await
         .map_err(|e| Error::Setup(format!("upgrading stored records: {}", e.message)))?;
-    let registry = open_registry(&config, &identity, store.clone())?;
+    let registry = open_registry(&config, &identity, store.clone()).await?;
     let join_token = config
         .join_token
         .clone()

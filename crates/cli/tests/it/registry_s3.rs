@@ -71,16 +71,25 @@ impl Drop for Moto {
     }
 }
 
+/// What berth needs to reach moto's S3.
+fn aws_env(moto: &Moto) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", format!("http://{}", moto.addr)),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+    ]
+}
+
 fn berth_on(moto: &Moto, store: &str) -> Opts {
-    Opts::open()
-        .server_only()
-        .arg("--registry-store")
-        .arg(store)
-        .env("AWS_ENDPOINT_URL", &format!("http://{}", moto.addr))
-        .env("AWS_ALLOW_HTTP", "true")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
+    aws_env(moto).into_iter().fold(
+        Opts::open()
+            .server_only()
+            .arg("--registry-store")
+            .arg(store),
+        |opts, (k, v)| opts.env(k, &v),
+    )
 }
 
 /// `sha256:<hex>` of `bytes`.
@@ -91,6 +100,45 @@ fn digest_of(work: &TempDir, bytes: &[u8]) -> String {
 }
 
 const MIB: usize = 1024 * 1024;
+
+/// `berth server` with its data in `dir` and its registry in `store`.
+fn server_with_store(dir: &TempDir, store: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.arg("server").arg("--data-dir").arg(dir.path()).args([
+        "--registry-store",
+        store,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    cmd
+}
+
+/// Runs berth expecting it to refuse to start: its stderr once it exits, or a failure if it is
+/// still running after a minute (it started after all).
+fn refused_start(cmd: &mut Command) -> String {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run berth");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for berth") {
+            assert!(!status.success(), "berth exited with success");
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+                .expect("read stderr");
+            return err;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("berth started instead of refusing to");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
 
 #[test]
 fn blobs_live_in_an_s3_compatible_bucket() {
@@ -225,20 +273,19 @@ fn blobs_live_in_an_s3_compatible_bucket() {
 #[test]
 fn a_registry_store_that_is_not_a_bucket_url_stops_berth_at_start() {
     let dir = TempDir::new("bad-store");
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("server")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args([
-            "--registry-store",
-            "s3://Not_A_Bucket",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .expect("run berth");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(&mut server_with_store(&dir, "s3://Not_A_Bucket"));
     assert!(err.contains("--registry-store"), "{err}");
     assert!(err.contains("not an S3 bucket name"), "{err}");
+}
+
+#[test]
+fn a_bucket_that_does_not_exist_stops_berth_at_start() {
+    let moto = Moto::start();
+    let dir = TempDir::new("missing-bucket");
+    let err = refused_start(server_with_store(&dir, "s3://no-such-bucket/x").envs(aws_env(&moto)));
+    assert!(err.contains("registry store s3://no-such-bucket"), "{err}");
+    assert!(
+        err.contains("NoSuchBucket") || err.contains("not found"),
+        "{err}"
+    );
 }
