@@ -38,7 +38,7 @@ fn add_blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
 /// An OCI image layout at `layout` holding one linux/amd64 image tagged `tag`: a gzip layer of a
 /// busybox root filesystem plus `/hello.txt` with `content`, built with tar and gzip, nothing
 /// pulled. Returns the manifest's digest, the layer's digest and the manifest bytes.
-fn build_oci_layout(
+pub(crate) fn build_oci_layout(
     work: &Path,
     layout: &Path,
     tag: &str,
@@ -129,7 +129,7 @@ fn skopeo(work: &Path, args: &[&str]) -> Output {
 }
 
 #[track_caller]
-fn skopeo_ok(work: &Path, args: &[&str]) -> String {
+pub(crate) fn skopeo_ok(work: &Path, args: &[&str]) -> String {
     let out = skopeo(work, args);
     assert!(
         out.status.success(),

@@ -2,12 +2,14 @@
 //! moto's S3 server on loopback (PyPI's `moto[server]`, installed by scripts/test): monolithic and
 //! chunked uploads larger than a multipart part, a manifest over them, whole and ranged reads,
 //! the objects where S3 clients would find them, nothing staged left behind, a wrong digest that
-//! publishes nothing, and the blobs still served after a restart.
+//! publishes nothing, and the blobs still served after a restart; skopeo pushes an image there
+//! and pulls it back; a bad store URL or a missing bucket stops berth at start.
 
 use crate::ecr::unique;
 use crate::harness::{Berth, Opts, TempDir, http};
 use crate::registry_clients::{
-    create_repository_open, patch, pseudo_random, sha256_file, start_upload,
+    build_oci_layout, create_repository_open, patch, pseudo_random, sha256_file, skopeo_ok,
+    start_upload,
 };
 use serde_json::json;
 use std::net::{SocketAddr, TcpListener};
@@ -288,4 +290,48 @@ fn a_bucket_that_does_not_exist_stops_berth_at_start() {
         err.contains("NoSuchBucket") || err.contains("not found"),
         "{err}"
     );
+}
+
+#[test]
+fn skopeo_pushes_to_and_pulls_from_a_registry_on_a_bucket() {
+    let moto = Moto::start();
+    let r = http(moto.addr, "PUT", "/skopeo-images", &[], b"");
+    assert_eq!(r.status, 200, "CreateBucket: {}", r.text());
+    let berth = Berth::start(berth_on(&moto, "s3://skopeo-images"));
+    let repo = unique("s3/skopeo");
+    create_repository_open(&berth, &repo);
+    let work = TempDir::new("s3-skopeo");
+    let work = work.path();
+    let layout = work.join("layout");
+    let (manifest_digest, layer_digest, _) =
+        build_oci_layout(work, &layout, "v1", "pushed to a bucket\n");
+    let remote = format!("docker://{}/{repo}:v1", berth.addr);
+    skopeo_ok(
+        work,
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:v1", layout.display()),
+            &remote,
+        ],
+    );
+    let hex = layer_digest.trim_start_matches("sha256:");
+    let key = format!("blobs/sha256/{}/{hex}", &hex[..2]);
+    assert!(moto.keys("skopeo-images", "blobs/").contains(&key));
+    let back = work.join("back");
+    skopeo_ok(
+        work,
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &remote,
+            &format!("oci:{}:back", back.display()),
+        ],
+    );
+    assert_eq!(
+        std::fs::read(back.join("blobs/sha256").join(hex)).expect("pulled layer"),
+        std::fs::read(layout.join("blobs/sha256").join(hex)).expect("pushed layer"),
+    );
+    let index = std::fs::read_to_string(back.join("index.json")).expect("index.json");
+    assert!(index.contains(&manifest_digest), "{index}");
 }
