@@ -105,8 +105,10 @@ impl Staging {
                 Ok(())
             }
             Staging::File(mut f) => {
-                f.reopen().await?;
-                f.send_batch();
+                if !f.batch.is_empty() {
+                    f.reopen().await?;
+                    f.send_batch();
+                }
                 f.wait_for(0).await
             }
         }
@@ -266,26 +268,23 @@ impl FileStaging {
     /// aligned buffer and no descriptor.
     async fn park(&mut self) -> Result<(), RegistryError> {
         let whole = self.batch_len - self.batch_len % DIRECT_ALIGN;
-        if whole > 0 {
-            let mut rest = Vec::new();
-            let mut kept = 0;
-            for mut chunk in std::mem::take(&mut self.batch) {
-                if kept + chunk.len() > whole {
-                    rest.push(chunk.split_off(whole - kept));
-                }
-                kept += chunk.len();
-                if !chunk.is_empty() {
-                    self.batch.push(chunk);
-                }
+        let mut rest = Vec::new();
+        let mut kept = 0;
+        for mut chunk in std::mem::take(&mut self.batch) {
+            if kept + chunk.len() > whole {
+                rest.extend_from_slice(&chunk.split_off(whole - kept));
             }
-            self.batch_len = whole;
-            self.send_batch();
-            self.batch = rest;
-            self.batch_len = self.batch.iter().map(Bytes::len).sum();
+            kept += chunk.len();
+            if !chunk.is_empty() {
+                self.batch.push(chunk);
+            }
         }
-        if !self.batch.is_empty() {
-            // A slice of a received chunk keeps that chunk's whole read buffer alive.
-            self.batch = vec![Bytes::from(self.batch.concat())];
+        self.batch_len = whole;
+        self.send_batch();
+        // Copied, because a slice of a received chunk keeps that chunk's whole read buffer alive.
+        self.batch_len = rest.len();
+        if !rest.is_empty() {
+            self.batch.push(Bytes::from(rest));
         }
         self.wait_for(0).await?;
         self.spare = Vec::new();
@@ -376,15 +375,21 @@ mod tests {
         out
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_local_staging_file_is_what_the_blob_store_reads_back() {
+    /// A local blob store in a fresh directory and a staging file `uploads/<id>` in it.
+    async fn local_staging(id: &str) -> (tempfile::TempDir, Arc<dyn ObjectStore>, Staging) {
         let dir = tempfile::tempdir().expect("temp dir");
         let blobs: Arc<dyn ObjectStore> =
             Arc::new(LocalFileSystem::new_with_prefix(dir.path()).expect("local store"));
-        let chunks = chunks(FILE_BATCH * 3 + 777);
-        let mut staging = Staging::open(&blobs, Some(dir.path()), "u1")
+        let staging = Staging::open(&blobs, Some(dir.path()), id)
             .await
             .expect("open");
+        (dir, blobs, staging)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_local_staging_file_is_what_the_blob_store_reads_back() {
+        let (_dir, blobs, mut staging) = local_staging("u1").await;
+        let chunks = chunks(FILE_BATCH * 3 + 777);
         for c in &chunks {
             staging.ready().await.expect("ready");
             staging.put(c.clone());
@@ -412,12 +417,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn between_requests_a_staging_file_holds_no_descriptor_and_no_received_chunk() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let blobs: Arc<dyn ObjectStore> =
-            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).expect("local store"));
-        let mut staging = Staging::open(&blobs, Some(dir.path()), "u3")
-            .await
-            .expect("open");
+        let (dir, _blobs, mut staging) = local_staging("u3").await;
         let Staging::File(f) = &staging else {
             panic!("a local root stages into a file");
         };
@@ -470,12 +470,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_aborted_local_staging_file_is_gone() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let blobs: Arc<dyn ObjectStore> =
-            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).expect("local store"));
-        let mut staging = Staging::open(&blobs, Some(dir.path()), "u2")
-            .await
-            .expect("open");
+        let (dir, blobs, mut staging) = local_staging("u2").await;
         for c in chunks(FILE_BATCH + 5) {
             staging.ready().await.expect("ready");
             staging.put(c);

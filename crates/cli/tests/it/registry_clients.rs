@@ -300,12 +300,11 @@ fn hundreds_of_idle_chunked_uploads_hold_no_descriptors() {
     );
     for (i, (location, data, file)) in sessions.iter().enumerate() {
         let digest = sha256_file(file);
-        let sep = if location.contains('?') { '&' } else { '?' };
         let range = format!("{}-{}", 4097 + i, data.len() - 1);
         let r = http(
             berth.addr,
             "PUT",
-            &format!("{location}{sep}digest={digest}"),
+            &with_digest(location, &digest),
             &[
                 ("content-type", "application/octet-stream"),
                 ("content-range", range.as_str()),
@@ -368,6 +367,12 @@ pub(crate) fn start_upload(addr: SocketAddr, repo: &str) -> String {
     );
     assert_eq!(r.status, 202, "{}", r.text());
     r.header("location").expect("location").to_owned()
+}
+
+/// The upload URL `location` with `?digest=` (or `&digest=`) added: the closing PUT's target.
+pub(crate) fn with_digest(location: &str, digest: &str) -> String {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{sep}digest={digest}")
 }
 
 pub(crate) fn patch(addr: SocketAddr, location: &str, offset: usize, chunk: &[u8]) -> Response {
@@ -573,12 +578,11 @@ fn sigkill_mid_chunked_upload_then_the_upload_resumes_or_restarts_and_no_partial
         assert_eq!(upload_offset(berth.addr, &location), Some(offset));
         assert_not_served(berth.addr, &repo, &digest);
     }
-    let sep = if location.contains('?') { '&' } else { '?' };
     watcher.completing();
     let done = http(
         berth.addr,
         "PUT",
-        &format!("{location}{sep}digest={digest}"),
+        &with_digest(&location, &digest),
         &[("content-type", "application/octet-stream")],
         b"",
     );

@@ -9,7 +9,7 @@ use crate::ecr::unique;
 use crate::harness::{Berth, Opts, TempDir, http};
 use crate::registry_clients::{
     build_oci_layout, create_repository_open, patch, pseudo_random, sha256_file, skopeo_ok,
-    start_upload,
+    start_upload, with_digest,
 };
 use serde_json::json;
 use std::net::{SocketAddr, TcpListener};
@@ -175,11 +175,10 @@ fn blobs_live_in_an_s3_compatible_bucket() {
         assert_eq!(r.status, 202, "PATCH at {at}: {}", r.text());
         at += len;
     }
-    let sep = if location.contains('?') { '&' } else { '?' };
     let r = http(
         berth.addr,
         "PUT",
-        &format!("{location}{sep}digest={chunked_digest}"),
+        &with_digest(&location, &chunked_digest),
         &[],
         b"",
     );
