@@ -189,6 +189,11 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     registry_store: Option<String>,
+    /// Seconds between the registry's garbage collections, and how long a blob must have been
+    /// unreferenced, a staged upload orphaned or an upload session idle before one removes it.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registry_gc_secs: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -209,6 +214,7 @@ struct Settings {
     target_tracking_period_secs: u32,
     metadata_port: u16,
     registry_store: String,
+    registry_gc_secs: u64,
 }
 
 /// The server's configuration, and the metadata port of `up`'s agent (not the server's).
@@ -228,6 +234,7 @@ fn config(role: Role, args: ServeArgs) -> Result<(Config, u16)> {
         "target_tracking_period_secs": Config::DEFAULT_TARGET_TRACKING_PERIOD_SECS,
         "metadata_port": berth_agent::metadata::DEFAULT_PORT,
         "registry_store": "data-dir",
+        "registry_gc_secs": Config::DEFAULT_REGISTRY_GC_SECS,
     });
     let mut figment = Figment::from(Serialized::defaults(defaults));
     if let Some(file) = &args.config {
@@ -265,6 +272,10 @@ fn config(role: Role, args: ServeArgs) -> Result<(Config, u16)> {
                 && s.target_tracking_period_secs.is_multiple_of(60)),
         "--target-tracking-period-secs must be 10, 30 or a multiple of 60"
     );
+    anyhow::ensure!(
+        s.registry_gc_secs >= 1,
+        "--registry-gc-secs must be at least 1"
+    );
     let registry_store = s
         .registry_store
         .parse()
@@ -286,6 +297,7 @@ fn config(role: Role, args: ServeArgs) -> Result<(Config, u16)> {
         metrics_high_resolution: s.metrics_high_resolution,
         target_tracking_period_secs: s.target_tracking_period_secs,
         registry_store,
+        registry_gc_secs: s.registry_gc_secs,
     };
     Ok((config, s.metadata_port))
 }

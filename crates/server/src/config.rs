@@ -111,6 +111,9 @@ pub struct Config {
     pub target_tracking_period_secs: u32,
     /// Where the registry keeps blobs (`--registry-store`).
     pub registry_store: BlobStore,
+    /// How often the registry's garbage collection runs, and the age (unreferenced blobs,
+    /// orphaned staged uploads) or idleness (upload sessions) at which it removes things.
+    pub registry_gc_secs: u64,
 }
 
 impl Config {
@@ -121,6 +124,9 @@ impl Config {
     pub const DEFAULT_METRICS_INTERVAL_SECS: u64 = berth_agent_api::METRICS_INTERVAL_SECS;
     pub const DEFAULT_LB_BIND: &'static str = "127.0.0.1";
     pub const DEFAULT_TARGET_TRACKING_PERIOD_SECS: u32 = 60;
+    /// An hour: a push that uploads its layers and then its manifest is never that slow, and
+    /// an abandoned upload holds its staged bytes no longer.
+    pub const DEFAULT_REGISTRY_GC_SECS: u64 = 3600;
     /// ALB's default idle timeout.
     pub const DEFAULT_LB_IDLE_TIMEOUT_SECS: u64 = 60;
 

@@ -113,8 +113,11 @@ async fn open_registry(
             }))
         }
     };
+    let gc = std::time::Duration::from_secs(config.registry_gc_secs);
     let options = berth_registry::RegistryOptions {
         local_dir,
+        gc_grace: gc,
+        upload_idle_timeout: gc,
         ..berth_registry::RegistryOptions::default()
     };
     Ok(berth_registry::Registry::new(
@@ -209,6 +212,10 @@ pub async fn run(
         berth_registry::system_clock(),
     );
     let logs_sweeper = tokio::spawn(logs_sweep(logs.clone()));
+    let registry_gc = tokio::spawn(registry_gc(
+        registry.clone(),
+        std::time::Duration::from_secs(config.registry_gc_secs),
+    ));
     // ECR applies lifecycle policies within 24 hours of their due time; hourly is well inside.
     let lifecycle_sweeper = tokio::spawn(
         ecr.clone()
@@ -335,6 +342,7 @@ pub async fn run(
     sweeper.abort();
     controller.abort();
     logs_sweeper.abort();
+    registry_gc.abort();
     lifecycle_sweeper.abort();
     metrics_publisher.abort();
     load_balancer_task.abort();
@@ -390,6 +398,34 @@ async fn create_default_cluster(ecs: &berth_ecs::Ecs, config: &Config) -> Result
     .await
     .map(|_| ())
     .map_err(|e| Error::Setup(format!("creating the cluster 'default': {e}")))
+}
+
+/// Runs the registry's garbage collection every `every`: blobs no manifest references, staged
+/// uploads no session owns and upload sessions idle for at least that long are removed. The
+/// first run is one period after start, not at start.
+async fn registry_gc(registry: berth_registry::Registry, every: std::time::Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match registry.gc().await {
+            Ok(r)
+                if r.blobs_deleted + r.links_deleted + r.uploads_abandoned + r.staged_deleted
+                    > 0 =>
+            {
+                tracing::info!(
+                    blobs = r.blobs_deleted,
+                    bytes = r.bytes_deleted,
+                    links = r.links_deleted,
+                    uploads = r.uploads_abandoned,
+                    staged = r.staged_deleted,
+                    "registry: garbage collected"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("registry: garbage collection failed: {e}"),
+        }
+    }
 }
 
 /// Deletes log events past their group's retention, every ten minutes (reads already hide

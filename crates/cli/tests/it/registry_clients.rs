@@ -324,6 +324,71 @@ fn hundreds_of_idle_chunked_uploads_hold_no_descriptors() {
     }
 }
 
+// ---- garbage collection ----------------------------------------------------------------------
+
+/// The server collects garbage on its own (`--registry-gc-secs`): a blob no manifest references
+/// and an upload session left idle are gone within a few periods, while an image's blobs and
+/// manifest stay.
+#[test]
+fn garbage_collection_runs_on_its_own() {
+    let berth = Berth::start(
+        Opts::open()
+            .server_only()
+            .arg("--registry-gc-secs")
+            .arg("2"),
+    );
+    let repo = unique("gc/app");
+    create_repository_open(&berth, &repo);
+    let work = TempDir::new("gc");
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let layer = pseudo_random(5000, 0x9c);
+    let config_digest = push_blob(berth.addr, &repo, &work, config);
+    let layer_digest = push_blob(berth.addr, &repo, &work, &layer);
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest, "size": layer.len()}],
+    })
+    .to_string();
+    let r = http(
+        berth.addr,
+        "PUT",
+        &format!("/v2/{repo}/manifests/v1"),
+        &[("content-type", "application/vnd.oci.image.manifest.v1+json")],
+        manifest.as_bytes(),
+    );
+    assert_eq!(r.status, 201, "manifest: {}", r.text());
+    let orphan = push_blob(berth.addr, &repo, &work, &pseudo_random(3000, 0x0f));
+    let idle = start_upload(berth.addr, &repo);
+    assert_eq!(patch(berth.addr, &idle, 0, &layer[..100]).status, 202);
+
+    let orphan_path = format!("/v2/{repo}/blobs/{orphan}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while berth.get(&orphan_path).status != 404 || upload_offset(berth.addr, &idle).is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the orphan blob or the idle upload outlived 15 collection periods"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let staged = std::fs::read_dir(berth.data_dir().join("registry/uploads"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(staged, 0, "the idle upload's staged file is left");
+    for d in [&config_digest, &layer_digest] {
+        let r = berth.get(&format!("/v2/{repo}/blobs/{d}"));
+        assert_eq!(r.status, 200, "a blob of the image was collected: {d}");
+    }
+    assert_eq!(
+        berth.get(&format!("/v2/{repo}/manifests/v1")).text(),
+        manifest
+    );
+}
+
 // ---- crash during a chunked upload ----------------------------------------------------------
 
 /// Deterministic incompressible bytes (xorshift), so a wrong offset shows as a wrong digest.
@@ -367,6 +432,27 @@ pub(crate) fn start_upload(addr: SocketAddr, repo: &str) -> String {
     );
     assert_eq!(r.status, 202, "{}", r.text());
     r.header("location").expect("location").to_owned()
+}
+
+/// `sha256:<hex>` of `bytes` (through a file in `work`, for sha256sum).
+pub(crate) fn digest_of(work: &TempDir, bytes: &[u8]) -> String {
+    let file = work.path().join("digest.tmp");
+    std::fs::write(&file, bytes).expect("write");
+    sha256_file(&file)
+}
+
+/// A monolithic upload (`POST ?digest=`) of `bytes` into `repo`; returns the digest.
+pub(crate) fn push_blob(addr: SocketAddr, repo: &str, work: &TempDir, bytes: &[u8]) -> String {
+    let digest = digest_of(work, bytes);
+    let r = http(
+        addr,
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+        &[("content-type", "application/octet-stream")],
+        bytes,
+    );
+    assert_eq!(r.status, 201, "upload of {digest}: {}", r.text());
+    digest
 }
 
 /// The upload URL `location` with `?digest=` (or `&digest=`) added: the closing PUT's target.

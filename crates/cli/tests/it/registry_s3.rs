@@ -8,8 +8,8 @@
 use crate::ecr::unique;
 use crate::harness::{Berth, Opts, TempDir, http};
 use crate::registry_clients::{
-    build_oci_layout, create_repository_open, patch, pseudo_random, sha256_file, skopeo_ok,
-    start_upload, with_digest,
+    build_oci_layout, create_repository_open, digest_of, patch, pseudo_random, push_blob,
+    skopeo_ok, start_upload, with_digest,
 };
 use serde_json::json;
 use std::net::{SocketAddr, TcpListener};
@@ -94,13 +94,6 @@ fn berth_on(moto: &Moto, store: &str) -> Opts {
     )
 }
 
-/// `sha256:<hex>` of `bytes`.
-fn digest_of(work: &TempDir, bytes: &[u8]) -> String {
-    let file = work.path().join("digest.tmp");
-    std::fs::write(&file, bytes).expect("write");
-    sha256_file(&file)
-}
-
 const MIB: usize = 1024 * 1024;
 
 /// `berth server` with its data in `dir` and its registry in `store`.
@@ -155,15 +148,7 @@ fn blobs_live_in_an_s3_compatible_bucket() {
 
     // A monolithic upload of 12 MiB and 5 bytes: three multipart parts.
     let big = pseudo_random(12 * MIB + 5, 0x53);
-    let big_digest = digest_of(&work, &big);
-    let r = http(
-        berth.addr,
-        "POST",
-        &format!("/v2/{repo}/blobs/uploads/?digest={big_digest}"),
-        &[("content-type", "application/octet-stream")],
-        &big,
-    );
-    assert_eq!(r.status, 201, "monolithic upload: {}", r.text());
+    let big_digest = push_blob(berth.addr, &repo, &work, &big);
 
     // A chunked upload whose parts do not fall on part boundaries, closed by an empty PUT.
     let chunked = pseudo_random(10 * MIB + 1, 0xc4);
@@ -199,15 +184,7 @@ fn blobs_live_in_an_s3_compatible_bucket() {
     // A manifest over the two layers and a config.
     let config =
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
-    let config_digest = digest_of(&work, config);
-    let r = http(
-        berth.addr,
-        "POST",
-        &format!("/v2/{repo}/blobs/uploads/?digest={config_digest}"),
-        &[],
-        config,
-    );
-    assert_eq!(r.status, 201, "config: {}", r.text());
+    let config_digest = push_blob(berth.addr, &repo, &work, config);
     let layer = |digest: &str, size: usize| json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": size});
     let manifest = json!({
         "schemaVersion": 2,
